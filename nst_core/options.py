@@ -1,0 +1,230 @@
+"""Every option of the engine, its default and its help text: defined here once.
+
+The CLI (`nst stylize --help`), the worker (request "options") and the Python API all take
+`Options`. Fields left at None take their value from the quality preset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+
+from .errors import OptionError
+
+LAYERS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2",
+          "relu3_1", "relu3_2", "relu3_3", "relu3_4",
+          "relu4_1", "relu4_2", "relu4_3", "relu4_4",
+          "relu5_1", "relu5_2", "relu5_3", "relu5_4")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a quality preset decides. Iterations run from `first_iterations` at the coarsest
+    scale to `last_iterations` at the output size; scales grow by sqrt(2) from `min_size`."""
+
+    description: str
+    first_iterations: int
+    last_iterations: int
+    min_size: int = 128
+    optimizer: str = "lbfgs"
+    init: str = "content"
+    content_weight: float = 5.0
+    style_weight: float = 100.0
+    tv_weight: float = 1e-3
+    precision: str = "auto"
+    clamp: bool = True  # keep pixels in 0..255 while optimising, so the saved image is what was scored
+
+
+PRESETS = {
+    "draft": Preset("quick look: coarse-to-fine, few iterations", 100, 20),
+    "standard": Preset("the default: coarse-to-fine, good quality for its time", 150, 40),
+    "high": Preset("slow and careful: more iterations at every scale", 300, 150),
+    "classic": Preset(
+        "jcjohnson/neural-style defaults: one scale, L-BFGS, 1000 iterations, noise init, fp32",
+        1000, 1000, min_size=0, init="noise", precision="fp32", clamp=False),
+}
+DEFAULT_PRESET = "standard"
+
+
+def _opt(default, help, **meta):
+    """A field with its help text and CLI hints in one place."""
+    return field(default=default, metadata=dict(help=help, **meta))
+
+
+@dataclass(frozen=True)
+class Options:
+    size: int | None = _opt(
+        512, 'long side of the output in pixels; "keep" (None) for the content\'s own size',
+        metavar="PX|keep")
+    preset: str = _opt(DEFAULT_PRESET, "quality preset", choices=tuple(PRESETS))
+    content_weight: float | None = _opt(None, "weight of the content loss", metavar="W")
+    style_weight: float | None = _opt(None, "weight of each style layer's loss", metavar="W")
+    tv_weight: float | None = _opt(None, "weight of the total-variation (smoothness) loss",
+                                   metavar="W")
+    strength: float = _opt(1.0, "style strength: multiplies the style weight", metavar="X")
+    iterations: int | None = _opt(
+        None, "total iterations over all scales (split between scales as the preset does)",
+        metavar="N")
+    optimizer: str | None = _opt(None, "optimiser", choices=OPTIMIZERS)
+    learning_rate: float = _opt(1.0, "Adam's step size, in 0..255 pixel units", metavar="LR")
+    init: str | None = _opt(
+        None, 'starting image: "content", "noise", "style" or an image file', metavar="INIT")
+    seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N")
+    device: str = _opt("auto", 'where to run: auto, cpu, cuda, cuda:N or mps', metavar="DEV")
+    precision: str | None = _opt(
+        None, "number format of the network passes (auto: bf16/fp16 where it is as good as fp32)",
+        choices=PRECISIONS)
+    preserve_colors: bool = _opt(
+        False, "keep the content's colours: transfer only the style's luminance")
+    pooling: str = _opt("max", "VGG pooling", choices=POOLINGS)
+    content_layers: tuple[str, ...] = _opt(("relu4_2",), "content layers", choices=LAYERS)
+    style_layers: tuple[str, ...] = _opt(
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", choices=LAYERS)
+    style_blend: tuple[float, ...] | None = _opt(
+        None, "relative weights of several style images (default: equal)", metavar="W")
+    min_size: int | None = _opt(
+        None, "long side of the coarsest scale (0: a single scale at the output size)",
+        metavar="PX")
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Options:
+        """Options from a JSON-like dict (the worker's request); unknown names are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OptionError(f"unknown option(s): {', '.join(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> Options:
+        return replace(self, **changes)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        _check_size(self.size, "size", allow_none=True)
+        _check_choice(self.preset, "preset", PRESETS)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _check_number(getattr(self, name), name, allow_none=True, minimum=0.0)
+        _check_number(self.strength, "strength", minimum=0.0)
+        _check_number(self.learning_rate, "learning_rate", minimum=0.0, exclusive=True)
+        _check_int(self.iterations, "iterations", allow_none=True, minimum=1)
+        _check_int(self.seed, "seed", minimum=0)
+        _check_int(self.min_size, "min_size", allow_none=True, minimum=0)
+        _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
+        _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
+        _check_choice(self.pooling, "pooling", POOLINGS)
+        if self.init is not None and not (isinstance(self.init, str) and self.init):
+            raise OptionError('init must be "content", "noise", "style" or an image file')
+        if not isinstance(self.preserve_colors, bool):
+            raise OptionError("preserve_colors must be true or false")
+        if not isinstance(self.device, str) or not (
+                self.device in DEVICES or _is_cuda_index(self.device)):
+            raise OptionError(
+                f"unknown device {self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+        for name in ("content_layers", "style_layers"):
+            layers = getattr(self, name)
+            if not isinstance(layers, tuple) or not layers:
+                raise OptionError(f"{name} needs at least one layer")
+            for layer in layers:
+                _check_choice(layer, name, LAYERS)
+        if self.style_blend is not None:
+            if not isinstance(self.style_blend, tuple) or not self.style_blend:
+                raise OptionError("style_blend needs one weight per style image")
+            for w in self.style_blend:
+                _check_number(w, "style_blend", minimum=0.0)
+            if not sum(self.style_blend) > 0:
+                raise OptionError("style_blend weights must not all be zero")
+
+    # -- what the engine runs -------------------------------------------------------------------
+
+    @property
+    def preset_values(self) -> Preset:
+        return PRESETS[self.preset]
+
+    def resolved(self, name: str):
+        """The option's value, or the preset's where the option is None."""
+        value = getattr(self, name)
+        return getattr(self.preset_values, name) if value is None else value
+
+    def schedule(self, content_long_side: int) -> list[tuple[int, int]]:
+        """(long side, iterations) per scale, coarse to fine."""
+        preset = self.preset_values
+        final = content_long_side if self.size is None else self.size
+        min_size = self.resolved("min_size")
+        sizes = [final]
+        while min_size and sizes[-1] / math.sqrt(2) >= min_size * 0.99:
+            sizes.append(round(sizes[-1] / math.sqrt(2)))
+        sizes.reverse()
+        n = len(sizes)
+        # Iterations fall geometrically from the coarsest scale to the finest.
+        base = [preset.first_iterations * (preset.last_iterations / preset.first_iterations)
+                ** (i / (n - 1)) if n > 1 else preset.last_iterations for i in range(n)]
+        if self.iterations is not None:
+            factor = self.iterations / sum(base)
+            base = [b * factor for b in base]
+        iterations = [max(1, round(b)) for b in base]
+        if self.iterations is not None:  # make the total exact
+            iterations[-1] = max(1, iterations[-1] + self.iterations - sum(iterations))
+        return list(zip(sizes, iterations))
+
+
+def option_fields():
+    """The Options fields with their defaults and help: what the CLI is built from."""
+    for f in fields(Options):
+        default = f.default if f.default is not MISSING else None
+        yield f.name, default, f.metadata
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _is_cuda_index(device: str) -> bool:
+    return device.startswith("cuda:") and device[5:].isdigit()
+
+
+def _check_choice(value, name, choices, allow_none=False):
+    if value is None and allow_none:
+        return
+    if value not in choices:
+        raise OptionError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def _check_number(value, name, allow_none=False, minimum=None, exclusive=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OptionError(f"{name} must be a number, not {value!r}")
+    if minimum is not None and (value < minimum or (exclusive and value == minimum)):
+        relation = "greater than" if exclusive else "at least"
+        raise OptionError(f"{name} must be {relation} {minimum:g}, not {value:g}")
+
+
+def _check_int(value, name, allow_none=False, minimum=None):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{name} must be a whole number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise OptionError(f"{name} must be at least {minimum}, not {value}")
+
+
+def _check_size(value, name, allow_none=False):
+    if value is None and allow_none:
+        return
+    _check_int(value, name, minimum=16)
+    if value > 16384:
+        raise OptionError(f"{name} of {value} px is beyond the 16384 px this engine accepts")
