@@ -85,6 +85,8 @@ class Options:
     content_layers: tuple[str, ...] = _opt(("relu4_2",), "content layers", choices=LAYERS)
     style_layers: tuple[str, ...] = _opt(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", choices=LAYERS)
+    style_layer_weights: tuple[float, ...] | None = _opt(
+        None, "relative weight of each style layer (default: 1 each)", metavar="W")
     style_blend: tuple[float, ...] | None = _opt(
         None, "relative weights of several style images (default: equal)", metavar="W")
     min_size: int | None = _opt(
@@ -141,6 +143,12 @@ class Options:
                 raise OptionError(f"{name} needs at least one layer")
             for layer in layers:
                 _check_choice(layer, name, LAYERS)
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise OptionError(f"style_layer_weights needs {len(self.style_layers)} weights, "
+                                  f"one per style layer, not {len(self.style_layer_weights)}")
+            for w in self.style_layer_weights:
+                _check_number(w, "style_layer_weights", minimum=0.0)
         if self.style_blend is not None:
             if not isinstance(self.style_blend, tuple) or not self.style_blend:
                 raise OptionError("style_blend needs one weight per style image")
@@ -159,6 +167,9 @@ class Options:
         """The option's value, or the preset's where the option is None."""
         value = getattr(self, name)
         return getattr(self.preset_values, name) if value is None else value
+
+    def resolved_style_layer_weights(self) -> tuple[float, ...]:
+        return self.style_layer_weights or (1.0,) * len(self.style_layers)
 
     def schedule(self, content_long_side: int) -> list[tuple[int, int]]:
         """(long side, iterations) per scale, coarse to fine."""

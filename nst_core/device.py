@@ -1,0 +1,106 @@
+"""Where the engine runs and in what number format."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import DeviceError
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then Apple MPS, then the CPU. A device asked for but absent is an error."""
+    cuda, mps = torch.cuda.is_available(), _mps_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not cuda:
+            build = "a CPU-only build" if torch.version.cuda is None else \
+                f"built for CUDA {torch.version.cuda}, but no NVIDIA GPU/driver answers"
+            raise DeviceError(f"device {name!r} asked for, but this torch {torch.__version__} is "
+                              f"{build}. Use --device cpu or auto, or install a CUDA build.")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} asked for, but only "
+                              f"{torch.cuda.device_count()} CUDA device(s) are present")
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not mps:
+            raise DeviceError("device 'mps' asked for, but Apple's Metal backend is not "
+                              "available here (it needs Apple silicon and macOS 12.3+)")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags (Linux /proc/cpuinfo); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 convolutions beat fp32 on x86 CPUs with AVX-512 BF16 or AMX (measured: bench/)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def select_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of the VGG passes (fp32: no autocast). Losses stay fp32 regardless."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DeviceError("this GPU has no bf16 support; use --precision fp16 or fp32")
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type == "cpu":
+            raise DeviceError("fp16 is not supported on the CPU; use bf16 or fp32")
+        return torch.float16
+    # auto
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes the engine may use on the device (free GPU memory, or available RAM)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def describe(device: torch.device, dtype: torch.dtype) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        ("Apple GPU (MPS)" if device.type == "mps" else f"{cpu_name()}, "
+         f"{torch.get_num_threads()} threads")
+    return f"{device.type} ({name}), {str(dtype).replace('torch.', '')}, " \
+           f"torch {torch.__version__}, Python {sys.version.split()[0]}"
