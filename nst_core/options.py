@@ -184,12 +184,18 @@ class Options:
         # Iterations fall geometrically from the coarsest scale to the finest.
         base = [preset.first_iterations * (preset.last_iterations / preset.first_iterations)
                 ** (i / (n - 1)) if n > 1 else preset.last_iterations for i in range(n)]
-        if self.iterations is not None:
-            factor = self.iterations / sum(base)
-            base = [b * factor for b in base]
-        iterations = [max(1, round(b)) for b in base]
-        if self.iterations is not None:  # make the total exact
-            iterations[-1] = max(1, iterations[-1] + self.iterations - sum(iterations))
+        if self.iterations is None:
+            iterations = [max(1, round(b)) for b in base]
+        else:  # share the exact total out; with fewer iterations than scales, keep the finest
+            sizes, base = sizes[-self.iterations:], base[-self.iterations:]
+            shares = [b * self.iterations / sum(base) for b in base]
+            iterations = [max(1, math.floor(x)) for x in shares]
+            by_remainder = sorted(range(len(shares)), key=lambda i: shares[i] - math.floor(shares[i]),
+                                  reverse=True)
+            for i in by_remainder[: self.iterations - sum(iterations)]:
+                iterations[i] += 1
+            while sum(iterations) > self.iterations:  # minimums of 1 overshot: take from the biggest
+                iterations[iterations.index(max(iterations))] -= 1
         return list(zip(sizes, iterations))
 
 

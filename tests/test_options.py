@@ -1,0 +1,82 @@
+"""Option validation and the coarse-to-fine schedule."""
+
+import math
+
+import pytest
+
+from nst_core.errors import OptionError
+from nst_core.options import PRESETS, Options
+
+
+def test_defaults_are_the_standard_preset_at_512px():
+    o = Options()
+    assert (o.preset, o.size, o.seed) == ("standard", 512, 0)
+    assert o.resolved("content_weight") == 5.0 and o.resolved("style_weight") == 100.0
+    assert o.content_layers == ("relu4_2",)
+    assert o.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def test_classic_preset_is_jcjohnson_neural_style():
+    o = Options(preset="classic")
+    assert o.schedule(512) == [(512, 1000)]
+    assert (o.resolved("optimizer"), o.resolved("init"), o.resolved("precision")) == \
+        ("lbfgs", "noise", "fp32")
+    assert (o.resolved("content_weight"), o.resolved("style_weight"),
+            o.resolved("tv_weight")) == (5.0, 100.0, 1e-3)
+
+
+def test_explicit_values_override_the_preset():
+    o = Options(preset="classic", init="content", style_weight=50.0)
+    assert o.resolved("init") == "content" and o.resolved("style_weight") == 50.0
+
+
+def test_schedule_grows_by_sqrt2_from_128_with_fewer_iterations_at_big_scales():
+    sizes, iterations = zip(*Options().schedule(512))
+    assert sizes[0] == 128 and sizes[-1] == 512
+    for a, b in zip(sizes, sizes[1:]):
+        assert b / a == pytest.approx(math.sqrt(2), rel=0.02)
+    assert list(iterations) == sorted(iterations, reverse=True)
+
+
+def test_iterations_option_sets_the_exact_total():
+    for total in (1, 2, 5, 6, 7, 100, 1234):
+        schedule = Options(iterations=total).schedule(512)
+        assert sum(n for _, n in schedule) == total
+        assert schedule[-1][0] == 512 and all(n >= 1 for _, n in schedule)
+
+
+def test_size_keep_uses_the_content_size():
+    assert Options(size=None, preset="classic").schedule(777) == [(777, 1000)]
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(style_weight=-1.0), "style_weight must be at least 0"),
+    (dict(content_weight="abc"), "content_weight must be a number"),
+    (dict(tv_weight=float("nan")), "tv_weight must be a number"),
+    (dict(iterations=0), "iterations must be at least 1"),
+    (dict(size=8), "size must be at least 16"),
+    (dict(size=100000), "beyond the 16384"),
+    (dict(preset="best"), "preset must be one of draft, standard, high, classic"),
+    (dict(device="gpu"), "unknown device 'gpu'"),
+    (dict(precision="fp8"), "precision must be one of"),
+    (dict(style_layers=("relu9_9",)), "style_layers must be one of"),
+    (dict(style_layer_weights=(1.0,)), "style_layer_weights needs 5 weights"),
+    (dict(style_blend=(0.0, 0.0)), "must not all be zero"),
+    (dict(seed=-3), "seed must be at least 0"),
+])
+def test_bad_values_name_the_option(changes, words):
+    with pytest.raises(OptionError, match=words.replace("(", r"\(")):
+        Options(**changes)
+
+
+def test_from_dict_rejects_unknown_names_and_accepts_lists():
+    with pytest.raises(OptionError, match="unknown option.*colour"):
+        Options.from_dict({"colour": True})
+    o = Options.from_dict({"style_layers": ["relu1_1", "relu2_1"], "size": None})
+    assert o.style_layers == ("relu1_1", "relu2_1") and o.size is None
+    assert Options.from_dict(o.to_dict()) == o
+
+
+def test_every_preset_is_valid():
+    for name in PRESETS:
+        assert Options(preset=name).schedule(512)
