@@ -1,0 +1,397 @@
+#!/usr/bin/env python2
+# -*- coding: utf-8 -*-
+"""Neural Style Transfer for GIMP 2.10 (gimpfu, Python 2.7).
+
+Filters > Artistic > Neural Style Transfer... paints the active layer in the style of a chosen
+image and puts the result in a new layer above it. The deep learning runs in a separate Python 3
+process (the "core"); nst_bridge.py, installed beside this file, finds it and talks to it.
+Same procedure, arguments and behaviour as the GIMP 3 plug-in, as far as GIMP 2.10 allows.
+
+This file must stay Python 2.7 AND 3 compatible (GIMP 2.10 on Windows and macOS bundles
+Python 2.7; the tests import it under Python 3 with a fake gimpfu): no f-strings, no
+keyword-only arguments, no Python-3-only library calls. tests/test_gimp2_plugin.py checks it
+with vermin.
+
+Bit depth. GIMP 2.10 images can be 8/16/32-bit integer or 16/32/64-bit float, with linear or
+perceptual (sRGB) values, but gimpfu's pixel regions hand out 8-bit perceptual data unless the
+plug-in calls gimp-plugin-enable-precision, after which they carry the drawable's own format.
+This plug-in does that for 16-bit integer and 32-bit float images in perceptual gamma, which it
+sends to the core as "u16" / "f32" and gets back at the same depth. Every other precision
+(linear light, 32-bit integer, half and double float) is read and written as 8-bit perceptual
+data, which GIMP converts to and from the image's precision: the new layer then holds 8-bit
+worth of levels. The source layer is never touched either way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import array
+import os
+import sys
+import traceback
+
+import gimpfu
+from gimpfu import (GRAY, GRAYA_IMAGE, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE, PF_IMAGE,
+                    PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGBA_IMAGE, gimp, main, pdb,
+                    register)
+
+# nst_bridge.py is installed in this plug-in's own folder; GIMP does not put it on sys.path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+try:
+    import nst_bridge
+    _BRIDGE_ERROR = None
+except ImportError as _e:  # a broken install: register anyway, say so when run
+    nst_bridge = None
+    _BRIDGE_ERROR = "%s" % (_e,)
+
+PROC_NAME = "python-fu-neural-style"
+MENU = "<Image>/Filters/Artistic"
+LABEL = "Neural Style Transfer..."
+IMAGE_TYPES = "RGB*, GRAY*"
+MAX_SIZE = 16384
+
+# Only used when nst_bridge cannot be imported, so that the menu entry still appears and can
+# say what is wrong; the tests check that they equal nst_bridge's.
+_FALLBACK_PRESETS = ("draft", "standard", "high", "classic")
+_FALLBACK_DEVICES = ("auto", "cpu", "cuda", "mps")
+_FALLBACK_DEFAULTS = dict(preset="standard", size=512, strength=1.0, preserve_colors=False,
+                          device="auto", seed=0)
+
+if nst_bridge is not None:
+    PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
+else:
+    PRESETS, DEVICES, DEFAULTS = _FALLBACK_PRESETS, _FALLBACK_DEVICES, _FALLBACK_DEFAULTS
+
+# GIMP 2.10's default "Normal" layer mode; GIMP 2.8 only knows the legacy one.
+LAYER_MODE = getattr(gimpfu, "LAYER_MODE_NORMAL", NORMAL_MODE)
+
+# GimpPrecision values (GIMP 2.10) whose native pixels we send as they are.
+PRECISION_U16_GAMMA = 250
+PRECISION_FLOAT_GAMMA = 650
+_NATIVE_PRECISIONS = (PRECISION_U16_GAMMA, PRECISION_FLOAT_GAMMA)
+
+_PY2 = sys.version_info[0] == 2
+_TEXT = type(u"")
+_SAMPLE = {"u8": ("B", 1, 255), "u16": ("H", 2, 65535), "f32": ("f", 4, 1.0)}
+_FORMAT_BY_BYTES = {1: "u8", 2: "u16", 4: "f32"}
+_DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA)", "mps": "MPS (Apple)"}
+
+
+class PluginError(Exception):
+    """A problem the user can act on; its message is shown as it is."""
+
+
+# -- small Python 2/3 helpers ----------------------------------------------------------------------
+
+
+def _native(text):
+    """A str for GIMP: Python 2's gimp.message() and gimp.Layer() want byte strings."""
+    if _PY2 and isinstance(text, _TEXT):
+        return text.encode("utf-8")
+    return text
+
+
+def _fs_path(path):
+    """The path as the file system wants it: GTK gives UTF-8 bytes, which Python 2 on Windows
+    would read in the ANSI code page."""
+    if _PY2 and os.name == "nt" and isinstance(path, bytes):
+        try:
+            return path.decode("utf-8")
+        except UnicodeDecodeError:
+            return path
+    return path
+
+
+def _to_array(fmt, data):
+    values = array.array(_SAMPLE[fmt][0])
+    if _PY2:
+        values.fromstring(data)
+    else:
+        values.frombytes(data)  # novermin: Python 3 only, guarded
+    if sys.byteorder == "big" and fmt != "u8":
+        values.byteswap()  # the protocol is little-endian; GIMP hands out native order
+    return values
+
+
+def _to_bytes(values, fmt):
+    if sys.byteorder == "big" and fmt != "u8":
+        values = array.array(values.typecode, values)
+        values.byteswap()
+    if _PY2:
+        return values.tostring()
+    return values.tobytes()  # novermin: Python 3 only, guarded
+
+
+def _native_order(data, fmt):
+    """Little-endian protocol bytes <-> GIMP's native byte order (a no-op on every GIMP host
+    we know of, which are all little-endian)."""
+    if sys.byteorder == "big" and fmt != "u8":
+        return _to_bytes(_to_array(fmt, data), fmt)
+    return data
+
+
+def _add_alpha(data, fmt, pixels, colours):
+    """Interleave an opaque alpha channel after `colours` channels."""
+    src = _to_array(fmt, data)
+    code, _, opaque = _SAMPLE[fmt]
+    step = colours + 1
+    out = array.array(code, [0]) * (pixels * step)
+    for c in range(colours):
+        out[c::step] = src[c::colours]
+    out[colours::step] = array.array(code, [opaque]) * pixels
+    return _to_bytes(out, fmt)
+
+
+def _error_text(error):
+    if nst_bridge is not None and isinstance(error, nst_bridge.BridgeError):
+        return error.message
+    if isinstance(error, PluginError):
+        return error.args[0]
+    try:
+        detail = u"%s" % (error,) if _PY2 else "%s" % (error,)
+    except UnicodeError:
+        detail = repr(error)
+    return u"Neural Style Transfer failed unexpectedly (%s: %s). Please report this." % (
+        type(error).__name__, detail)
+
+
+# -- reading the layer ---------------------------------------------------------------------------
+
+
+def _precision(image):
+    try:
+        return pdb.gimp_image_get_precision(image)
+    except Exception:  # GIMP 2.8 has no precision: always 8-bit
+        return None
+
+
+def _channels(image, drawable):
+    colours = 1 if image.base_type == GRAY else 3
+    return colours, colours + (1 if drawable.has_alpha else 0)
+
+
+def _read_rect(drawable, x, y, width, height):
+    """Pixels of drawable-local rectangle (x, y, width, height) as one string."""
+    region = drawable.get_pixel_rgn(x, y, width, height, False, False)
+    return region[x:x + width, y:y + height]
+
+
+def _read_layer(image, drawable):
+    """The layer's pixels as the bridge's content dict, always with an alpha channel so that
+    the core can fold the selection into it."""
+    width, height = drawable.width, drawable.height
+    colours, channels = _channels(image, drawable)
+    bpp = drawable.bpp
+    if bpp % channels or (bpp // channels) not in _FORMAT_BY_BYTES:
+        raise PluginError("Neural Style Transfer cannot read this layer: %d bytes per pixel for "
+                          "%d channel(s) is not a format it knows." % (bpp, channels))
+    fmt = _FORMAT_BY_BYTES[bpp // channels]
+    data = _read_rect(drawable, 0, 0, width, height)
+    if len(data) != width * height * bpp:
+        raise PluginError("Neural Style Transfer read %d bytes from the layer instead of %d."
+                          % (len(data), width * height * bpp))
+    if channels == colours:
+        data = _add_alpha(data, fmt, width * height, colours)
+        channels += 1
+    else:
+        data = _native_order(data, fmt)
+    return dict(width=width, height=height, channels=channels, format=fmt, data=data)
+
+
+def _read_mask(image, drawable):
+    """The selection over the layer's area (dict for the bridge), or None without a selection.
+    Parts of the layer outside the canvas count as not selected."""
+    if pdb.gimp_selection_is_empty(image):
+        return None
+    non_empty, _x, _y, _w, _h = pdb.gimp_drawable_mask_intersect(drawable)
+    if not non_empty:
+        raise PluginError("The selection does not touch the layer \"%s\": select part of the "
+                          "layer, or nothing to stylise all of it." % drawable.name)
+    selection = pdb.gimp_image_get_selection(image)
+    width, height = drawable.width, drawable.height
+    off_x, off_y = drawable.offsets
+    # the selection channel has the canvas' size; clip the layer's rectangle to it
+    x0, y0 = max(off_x, 0), max(off_y, 0)
+    x1, y1 = min(off_x + width, image.width), min(off_y + height, image.height)
+    sample = selection.bpp
+    fmt = _FORMAT_BY_BYTES.get(sample)
+    if fmt is None:
+        raise PluginError("Neural Style Transfer cannot read the selection (%d bytes per pixel)."
+                          % sample)
+    if (x0, y0, x1, y1) == (off_x, off_y, off_x + width, off_y + height):
+        data = _read_rect(selection, x0, y0, width, height)
+    else:
+        rows = []
+        zeros = b"\0" * (width * sample)
+        inside = _read_rect(selection, x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else b""
+        left = b"\0" * ((x0 - off_x) * sample)
+        right = b"\0" * ((off_x + width - x1) * sample)
+        row_bytes = (x1 - x0) * sample
+        for row in range(height):
+            y = off_y + row
+            if y0 <= y < y1:
+                start = (y - y0) * row_bytes
+                rows.append(left + inside[start:start + row_bytes] + right)
+            else:
+                rows.append(zeros)
+        data = b"".join(rows)
+    return dict(width=width, height=height, format=fmt, data=_native_order(data, fmt))
+
+
+# -- the procedure -------------------------------------------------------------------------------
+
+
+def _choice(value, names, what):
+    """PF_OPTION's index -> the name (negative indices are errors, not Python's from-the-end)."""
+    try:
+        index = int(value)
+    except (TypeError, ValueError):
+        index = -1
+    if not 0 <= index < len(names):
+        raise PluginError("Unknown %s %r: use 0 to %d (%s)."
+                          % (what, value, len(names) - 1, ", ".join(names)))
+    return names[index]
+
+
+def _options(preset, size, strength, preserve_colors, device, seed):
+    """gimpfu's values -> the bridge's options. Interactive runs hand PF_SPINNER values over as
+    floats, PF_TOGGLE as bool, PF_OPTION as the chosen item's index."""
+    preset_name = _choice(preset, PRESETS, "quality preset")
+    device_name = _choice(device, DEVICES, "device")
+    size = int(round(float(size)))
+    if not 0 <= size <= MAX_SIZE:
+        raise PluginError("The output size must be 0 (the layer's size) to %d pixels, not %d."
+                          % (MAX_SIZE, size))
+    return dict(preset=preset_name, size=size, strength=float(strength),
+                preserve_colors=bool(preserve_colors), device=device_name, seed=int(seed))
+
+
+def _check_style(style_file):
+    if not style_file:
+        raise PluginError("Choose a style image (a painting or a photo whose look the layer "
+                          "should take).")
+    path = _fs_path(style_file)
+    if not os.path.isfile(path):
+        raise PluginError("The style image %s does not exist." % style_file)
+    return path
+
+
+def _layer_name(drawable, style_file):
+    stem = os.path.splitext(os.path.basename(style_file))[0]
+    return "%s (%s)" % (drawable.name, stem)
+
+
+class _Progress(object):
+    def __init__(self):
+        self.text = None
+
+    def __call__(self, fraction, text):
+        gimp.progress_update(fraction)
+        if text != self.text:
+            self.text = text
+            pdb.gimp_progress_set_text(_native(text))
+
+
+def _new_layer(image, drawable, name, result):
+    width, height = drawable.width, drawable.height
+    kind = GRAYA_IMAGE if result["channels"] == 2 else RGBA_IMAGE
+    layer = gimp.Layer(image, name, width, height, kind, 100.0, LAYER_MODE)
+    off_x, off_y = drawable.offsets
+    layer.set_offsets(off_x, off_y)
+    parent = pdb.gimp_item_get_parent(drawable)
+    position = pdb.gimp_image_get_item_position(image, drawable)
+    pdb.gimp_image_insert_layer(image, layer, parent, position)  # above the source
+    data = _native_order(result["data"], result["format"])
+    if layer.bpp * width * height != len(data):
+        raise PluginError("The new layer takes %d bytes per pixel but the result has %d."
+                          % (layer.bpp, len(data) // (width * height)))
+    region = layer.get_pixel_rgn(0, 0, width, height, True, False)
+    region[0:width, 0:height] = data
+    layer.flush()
+    layer.update(0, 0, width, height)
+    return layer
+
+
+def neural_style(image, drawable, style_file, preset, size, strength, preserve_colors,
+                 device, seed):
+    """The procedure: stylise `drawable` into a new layer above it, in one undo group. Every
+    failure is one message to the user; the image is then left as it was."""
+    pdb.gimp_image_undo_group_start(image)
+    try:
+        _run(image, drawable, style_file, preset, size, strength, preserve_colors, device, seed)
+    except Exception as error:  # one readable message for every failure
+        if not isinstance(error, PluginError) and not (
+                nst_bridge is not None and isinstance(error, nst_bridge.BridgeError)):
+            traceback.print_exc()  # GIMP's console / stderr, for bug reports
+        gimp.message(_native(_error_text(error)))
+    finally:
+        pdb.gimp_image_undo_group_end(image)
+
+
+def _run(image, drawable, style_file, preset, size, strength, preserve_colors, device, seed):
+    if nst_bridge is None:
+        raise PluginError("Neural Style Transfer is not installed completely: nst_bridge.py is "
+                          "missing or broken in %s (%s). Run the installer again." % (
+                              _HERE, _BRIDGE_ERROR))
+    if not pdb.gimp_item_is_layer(drawable):
+        raise PluginError("Neural Style Transfer works on layers: select a layer, not a channel "
+                          "or a layer mask.")
+    options = _options(preset, size, strength, preserve_colors, device, seed)
+    style_path = _check_style(style_file)
+
+    gimp.progress_init(_native("Neural style: reading \"%s\"" % drawable.name))
+    if _precision(image) in _NATIVE_PRECISIONS:
+        pdb.gimp_plugin_enable_precision()  # pixel regions now carry the image's own depth
+    content = _read_layer(image, drawable)
+    mask = _read_mask(image, drawable)
+
+    result = nst_bridge.run(options, content, [style_path], mask=mask,
+                            result_format=content["format"], on_progress=_Progress())
+    if (result["width"], result["height"], result["channels"]) != (
+            content["width"], content["height"], content["channels"]):
+        raise PluginError("The neural style core answered with a %dx%d, %d-channel image for a "
+                          "%dx%d, %d-channel layer." % (
+                              result["width"], result["height"], result["channels"],
+                              content["width"], content["height"], content["channels"]))
+    gimp.progress_update(1.0)
+    _new_layer(image, drawable, _layer_name(drawable, style_file), result)
+
+
+def _params():
+    return [
+        (PF_IMAGE, "image", "Input image", None),
+        (PF_DRAWABLE, "drawable", "Input layer", None),
+        (PF_FILE, "style-file", "Style image", ""),
+        (PF_OPTION, "preset", "Quality", PRESETS.index(DEFAULTS["preset"]),
+         [p.capitalize() for p in PRESETS]),
+        (PF_SPINNER, "size", "Output size (long side, px; 0 = layer size)", DEFAULTS["size"],
+         (0, MAX_SIZE, 1)),
+        (PF_SLIDER, "strength", "Style strength", DEFAULTS["strength"], (0.0, 10.0, 0.1)),
+        (PF_BOOL, "preserve-colors", "Keep the layer's colours", DEFAULTS["preserve_colors"]),
+        (PF_OPTION, "device", "Device", DEVICES.index(DEFAULTS["device"]),
+         [_DEVICE_LABELS.get(d, d) for d in DEVICES]),
+        (PF_INT, "seed", "Random seed", DEFAULTS["seed"]),
+    ]
+
+
+register(
+    PROC_NAME,
+    "Paint the layer in the style of another image (neural style transfer)",
+    "Paints the active layer in the style of a chosen image (a painting, a photo) with the "
+    "neural algorithm of Gatys et al. and puts the result in a new layer above it, inside the "
+    "selection if there is one. The work runs in the separate neural style core (installed "
+    "with this plug-in), on the GPU when there is one.",
+    "Neural Style for GIMP contributors",
+    "MIT License",
+    "2025",
+    LABEL,
+    IMAGE_TYPES,
+    _params(),
+    [],
+    neural_style,
+    menu=MENU,
+)
+
+main()
