@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+# Neural Style for GIMP 3.0 / 3.2: paints the selected layer(s) in the style of an artwork
+# (Gatys et al., "A Neural Algorithm of Artistic Style") and adds the result as a new layer.
+#
+# This plug-in is thin on purpose: it reads the layer's pixels (and the selection), hands them to
+# the neural style core through nst_bridge.py (which lives in this folder) and writes the answer
+# into a new layer. All the pixel work - the network, resizing, alpha and selection compositing -
+# happens in the core, a separate Python process with PyTorch (GIMP's own Python has no torch).
+#
+# Procedure "plug-in-neural-style", menu Filters > Artistic > Neural Style Transfer...
+# Arguments (also for scripts): style-file (file), preset (choice), size (int, 0 = the layer's
+# size), strength (double), preserve-colors (bool), device (choice), seed (int).
+#
+# MIT license, see the project's README.
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+
+try:
+    import nst_bridge  # noqa: E402
+    _BRIDGE_ERROR = None
+except Exception as e:  # noqa: BLE001 - shown to the user when the filter runs
+    nst_bridge = None
+    _BRIDGE_ERROR = e
+
+PROC_NAME = "plug-in-neural-style"
+MENU_PATH = "<Image>/Filters/Artistic"
+LABEL = "Neural Style Transfer..."
+
+# Only used when nst_bridge.py cannot be imported, so that the filter still shows up in the menu
+# and can say what is wrong; the real values are nst_bridge.PRESETS / DEVICES / DEFAULTS.
+if nst_bridge is not None:
+    PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
+else:
+    PRESETS, DEVICES = ("standard",), ("auto",)
+    DEFAULTS = dict(preset="standard", size=512, strength=1.0, preserve_colors=False,
+                    device="auto", seed=0)
+
+PRESET_LABELS = {
+    "draft": ("Draft (a quick look)", "Few iterations: seconds to a minute or two"),
+    "standard": ("Standard", "Good quality for its time: coarse-to-fine, the default"),
+    "high": ("High (slow)", "More iterations at every scale"),
+    "classic": ("Classic (very slow)",
+                "The original recipe: one scale, L-BFGS, 1000 iterations, noise start"),
+}
+DEVICE_LABELS = {
+    "auto": ("Automatic", "A GPU when there is one (CUDA or Apple), else the CPU"),
+    "cpu": ("CPU", "The processor: works everywhere, slowest"),
+    "cuda": ("NVIDIA GPU (CUDA)", "An NVIDIA graphics card"),
+    "mps": ("Apple GPU (MPS)", "The GPU of an Apple Silicon Mac"),
+}
+MAX_SIZE = 16384
+MAX_SEED = 2147483647  # G_MAXINT
+
+RW = GObject.ParamFlags.READWRITE
+
+
+def _choice(nicks, labels):
+    choice = Gimp.Choice.new()
+    for i, nick in enumerate(nicks):
+        label, help_text = labels.get(nick, (nick.title(), ""))
+        choice.add(nick, i, label, help_text)
+    return choice
+
+
+def _add_file_argument(procedure, name, nick, blurb):
+    try:  # GIMP 3.0 and 3.2: (name, nick, blurb, action, none_ok, default_file, flags)
+        procedure.add_file_argument(name, nick, blurb, Gimp.FileChooserAction.OPEN,
+                                    True, None, RW)
+    except TypeError:  # the GIMP 2.99 development series: (name, nick, blurb, flags)
+        procedure.add_file_argument(name, nick, blurb, RW)
+
+
+def _error(procedure, message, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    return procedure.new_return_values(status, GLib.Error(message))
+
+
+def _sample_type(image):
+    """(babl type, protocol format) matching the image's precision: a 16-bit image is read and
+    written as 16 bits, float (and half/32-bit/double) images as float."""
+    name = image.get_precision().value_nick  # e.g. "u8-non-linear", "u16-linear", "half-linear"
+    if name.startswith("u8"):
+        return "u8", "u8"
+    if name.startswith("u16"):
+        return "u16", "u16"
+    return "float", "f32"
+
+
+def _offsets(drawable):
+    values = drawable.get_offsets()  # (success, x, y) in GIMP 3.0
+    return int(values[-2]), int(values[-1])
+
+
+def _read(drawable, x, y, w, h, fmt):
+    buf = drawable.get_buffer()
+    return buf.get(Gegl.Rectangle.new(x, y, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE)
+
+
+def _style_stem(path):
+    return os.path.splitext(os.path.basename(path))[0] or "style"
+
+
+def _show_dialog(procedure, config):
+    GimpUi.init("neural-style.py")
+    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
+                                    title="Neural Style Transfer")
+    dialog.get_spin_scale("strength", 1.0)
+    dialog.fill(["style-file", "preset", "size", "strength", "preserve-colors", "device", "seed"])
+    ok = dialog.run()
+    dialog.destroy()
+    return ok
+
+
+def neural_style(procedure, run_mode, image, drawables, config, data):
+    if nst_bridge is None:
+        folder = os.path.dirname(os.path.abspath(__file__))
+        return _error(procedure, f"The Neural Style plug-in is incomplete: nst_bridge.py could "
+                      f"not be loaded from {folder} ({_BRIDGE_ERROR}). Run the installer again "
+                      "to repair it.")
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+
+    style = config.get_property("style-file")
+    style_path = style.get_path() if style is not None else None
+    if style is not None and not style_path:
+        return _error(procedure, f"The style image {style.get_uri()} is not a local file; "
+                      "save it to disk first.")
+    options = dict(
+        preset=config.get_property("preset"),
+        size=config.get_property("size"),
+        strength=config.get_property("strength"),
+        preserve_colors=config.get_property("preserve-colors"),
+        device=config.get_property("device"),
+        seed=config.get_property("seed"),
+    )
+
+    layers = [d for d in drawables or [] if isinstance(d, Gimp.Layer)]
+    if not layers:
+        return _error(procedure, "Neural style works on layers: select one or more layers "
+                      "(not a channel or a layer mask).")
+
+    Gegl.init(None)
+    babl_type, sample_format = _sample_type(image)
+    grey = image.get_base_type() == Gimp.ImageBaseType.GRAY
+    pixel_format = ("Y'A " if grey else "R'G'B'A ") + babl_type
+    mask_format = "Y " + babl_type  # the selection's own (linear) coverage values
+    has_selection = not Gimp.Selection.is_empty(image)
+
+    jobs = []
+    for layer in layers:
+        w, h = layer.get_width(), layer.get_height()
+        x, y = _offsets(layer)
+        mask = None
+        if has_selection:
+            if not layer.mask_intersect()[0]:
+                continue  # the selection does not touch this layer
+            mask = dict(width=w, height=h, format=sample_format,
+                        data=_read(image.get_selection(), x, y, w, h, mask_format))
+        jobs.append((layer, x, y, w, h, mask))
+    if not jobs:
+        return _error(procedure, "The selection does not touch the selected layer(s). "
+                      "Select an area inside the layer, or Select > None.")
+
+    # 1. Run the core for every layer. Nothing in the image changes until all results are back,
+    #    so an error - or GIMP killing this plug-in when the user cancels - leaves it as it was.
+    Gimp.progress_init("Neural style: starting")
+    results = []
+    count = len(jobs)
+    for i, (layer, x, y, w, h, mask) in enumerate(jobs):
+        prefix = "" if count == 1 else f"Layer {i + 1}/{count}: "
+
+        def on_progress(fraction, text, i=i, prefix=prefix):
+            Gimp.progress_set_text(prefix + text)
+            Gimp.progress_update((i + fraction) / count)
+
+        content = dict(width=w, height=h, channels=2 if grey else 4, format=sample_format,
+                       data=_read(layer, 0, 0, w, h, pixel_format))
+        try:
+            result = nst_bridge.run(options, content, [style_path] if style_path else [],
+                                    mask=mask, result_format=sample_format,
+                                    on_progress=on_progress)
+        except nst_bridge.BridgeError as e:
+            Gimp.progress_end()
+            return _error(procedure, e.message)
+        results.append((layer, x, y, w, h, result["data"]))
+    Gimp.progress_update(1.0)
+
+    # 2. Add the results as new layers above their sources: one undo step for everything.
+    stem = _style_stem(style_path)
+    layer_type = Gimp.ImageType.GRAYA_IMAGE if grey else Gimp.ImageType.RGBA_IMAGE
+    added = []
+    image.undo_group_start()
+    try:
+        for layer, x, y, w, h, pixels in results:
+            new = Gimp.Layer.new(image, f"{layer.get_name()} ({stem})", w, h,
+                                 layer_type, 100.0, Gimp.LayerMode.NORMAL)
+            image.insert_layer(new, layer.get_parent(), image.get_item_position(layer))
+            added.append(new)
+            new.set_offsets(x, y)
+            buf = new.get_buffer()
+            buf.set(Gegl.Rectangle.new(0, 0, w, h), pixel_format, pixels)
+            buf.flush()
+            new.update(0, 0, w, h)
+    except Exception as e:  # noqa: BLE001 - one readable message, the image as it was
+        for new in added:
+            if new.is_valid():
+                image.remove_layer(new)
+        return _error(procedure, f"Adding the neural style layer failed: {e}")
+    finally:
+        image.undo_group_end()
+        Gimp.progress_end()
+    if run_mode != Gimp.RunMode.NONINTERACTIVE:
+        Gimp.displays_flush()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+class NeuralStyle(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                            neural_style, None)
+        procedure.set_image_types("RGB*, GRAY*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE
+                                       | Gimp.ProcedureSensitivityMask.DRAWABLES)
+        procedure.set_menu_label(LABEL)
+        procedure.add_menu_path(MENU_PATH)
+        procedure.set_documentation(
+            "Paint the layer in the style of an artwork (neural style transfer)",
+            "Repaints each selected layer in the style of a chosen image - a painting, a "
+            "drawing, a photo - with the neural algorithm of Gatys et al. The result is a new "
+            "layer above the original (which is left as it was), limited to the selection if "
+            "there is one. One undo step removes it. The work runs in a separate neural style "
+            "core (PyTorch) on a GPU or the CPU; GIMP's progress bar shows its progress and "
+            "cancelling stops it.",
+            name)
+        procedure.set_attribution("Neural Style for GIMP contributors",
+                                  "Neural Style for GIMP contributors (MIT license)", "2025")
+
+        _add_file_argument(procedure, "style-file", "St_yle image",
+                           "The image whose style (colours, brush strokes, texture) is painted "
+                           "onto the layer")
+        procedure.add_choice_argument(
+            "preset", "_Quality", "Quality preset: more iterations look better and take longer",
+            _choice(PRESETS, PRESET_LABELS), DEFAULTS["preset"], RW)
+        procedure.add_int_argument(
+            "size", "Output si_ze (px)",
+            "Long side of the image the style is computed at, in pixels; 0 = the layer's full "
+            "size. The result is scaled to the layer's size; bigger is slower and finer.",
+            0, MAX_SIZE, int(DEFAULTS["size"]), RW)
+        procedure.add_double_argument(
+            "strength", "Style _strength",
+            "How strongly the style is applied: 1 is the preset's balance, higher is more style",
+            0.0, 10.0, float(DEFAULTS["strength"]), RW)
+        procedure.add_boolean_argument(
+            "preserve-colors", "_Keep original colours",
+            "Take only the style's brush strokes and texture, keep the layer's own colours",
+            bool(DEFAULTS["preserve_colors"]), RW)
+        procedure.add_choice_argument(
+            "device", "_Device", "Where the neural network runs",
+            _choice(DEVICES, DEVICE_LABELS), DEFAULTS["device"], RW)
+        procedure.add_int_argument(
+            "seed", "Ra_ndom seed", "The same seed and settings give the same result",
+            0, MAX_SEED, int(DEFAULTS["seed"]), RW)
+        return procedure
+
+
+Gimp.main(NeuralStyle.__gtype__, sys.argv)

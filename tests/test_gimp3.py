@@ -1,0 +1,308 @@
+"""The GIMP 3 plug-in in a real GIMP 3 (Debian trixie, GIMP 3.0.x) in a chroot.
+
+The chroot is built once and cached (tests/gimp3/chroot.py). The plug-in is installed into a fresh
+GIMP profile there, with nst-core.json pointing at this virtual environment's Python, which is
+bind-mounted into the chroot at the same path with this checkout and the VGG19 weights. One GIMP
+session runs tests/gimp3/gimp_checks.py, which calls plug-in-neural-style through the PDB on
+images it creates and writes what it saw as JSON; the tests below assert on it.
+
+Skipped, with the reason, where a chroot cannot be built (not root, no apt, no mirror) or the
+weights are missing. NST_REQUIRE_GIMP=1 turns those skips into failures (for CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.gimp3 import chroot
+
+pytestmark = pytest.mark.gimp
+
+REPO = Path(__file__).resolve().parents[1]
+# The plug-in files to install (NST_GIMP_PLUGIN_DIR: another copy, e.g. to try a fix).
+PLUGIN_DIR = Path(os.environ.get("NST_GIMP_PLUGIN_DIR") or REPO / "gimp_plugin")
+CHECKS = REPO / "tests" / "gimp3" / "gimp_checks.py"
+STYLE_NAME = "test-stripes"
+OPTIONS = {"preset": "draft", "size": 48, "strength": 1.0, "preserve-colors": False,
+           "device": "cpu", "seed": 0}
+# Long enough to be cancelled mid-run: a single scale of 160 px, many iterations.
+CANCEL_OPTIONS = {"preset": "high", "size": 160}
+GIMP_TIMEOUT_S = 900
+
+
+def _unavailable(reason):
+    if os.environ.get("NST_REQUIRE_GIMP") == "1":
+        pytest.fail(f"real-GIMP tests required (NST_REQUIRE_GIMP=1) but: {reason}")
+    pytest.skip(reason)
+
+
+def gimp_user_dir(home: Path, version: str) -> Path:
+    """GIMP 3.0 keeps its profile in ~/.config/GIMP/3.0, GIMP 3.2 in ~/.config/GIMP/3.2."""
+    return home / ".config" / "GIMP" / ".".join(version.split(".")[:2])
+
+
+def install_plugin(plugins: Path, python: str) -> Path:
+    """Install the plug-in the way the contract's layout says: <plug-ins>/neural-style/
+    {neural-style.py (0755), nst_bridge.py, nst-core.json}. Returns the nst-core.json path."""
+    target = plugins / "neural-style"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PLUGIN_DIR / "neural-style" / "neural-style.py", target / "neural-style.py")
+    os.chmod(target / "neural-style.py", 0o755)
+    shutil.copy2(PLUGIN_DIR / "nst_bridge.py", target / "nst_bridge.py")
+    config = target / "nst-core.json"
+    config.write_text(json.dumps({"version": 1, "command": [python, "-m", "nst_core.worker"]}))
+    return config
+
+
+def make_style(path: Path):
+    from tests.conftest import stripes
+
+    stripes(64, 64).save(path)
+
+
+@pytest.fixture(scope="module")
+def gimp_run():
+    reason = chroot.unavailable_reason()
+    if reason:
+        _unavailable(reason)
+    from nst_core import weights
+
+    weights_file = weights.weights_path()
+    if not weights_file.exists():
+        _unavailable(f"the VGG19 weights are missing ({weights_file}): run `make weights`")
+    try:
+        t0 = time.monotonic()
+        root = chroot.ensure()
+        build_s = time.monotonic() - t0
+        version = chroot.gimp_version(root)
+    except chroot.Unavailable as e:
+        _unavailable(f"no GIMP 3 chroot: {e}")
+
+    session = Path(tempfile.mkdtemp(prefix="nst-gimp-test-", dir=os.path.join(root, "tmp")))
+    inside = "/" + str(session.relative_to(root))  # the same folder, seen from the chroot
+    try:
+        home = session / "home"
+        python = os.path.join(sys.prefix, "bin", "python")
+        core_config = install_plugin(gimp_user_dir(home, version) / "plug-ins", python)
+        make_style(session / f"{STYLE_NAME}.png")
+        params = {
+            "out": f"{inside}/result.json",
+            "style": f"{inside}/{STYLE_NAME}.png",
+            "core_config": f"{inside}/{core_config.relative_to(session)}",
+            "options": OPTIONS,
+            "cancel_options": CANCEL_OPTIONS,
+            "cancel_after_s": 5.0,
+            "cases": os.environ.get("NST_GIMP_CASES", "").split(",") if os.environ.get(
+                "NST_GIMP_CASES") else None,
+        }
+        (session / "params.json").write_text(json.dumps(params))
+        binds = [str(REPO), str(weights_file.parent)] + chroot.host_python_paths(python)
+        env = {"HOME": f"{inside}/home", "NST_HOME": str(weights_file.parent),
+               "NST_GIMP_TEST_PARAMS": f"{inside}/params.json"}
+        argv = ["gimp-console", "--no-interface", "--no-data", "--no-fonts", "--quit",
+                "--batch-interpreter=python-fu-eval",
+                "-b", f"exec(open({str(CHECKS)!r}).read())"]
+        t1 = time.monotonic()
+        proc = chroot.run(argv, binds=binds, env=env, timeout=GIMP_TIMEOUT_S)
+        gimp_s = time.monotonic() - t1
+        (session / "gimp-output.txt").write_text(proc.stdout or "")
+        result_file = session / "result.json"
+        results = json.loads(result_file.read_text()) if result_file.exists() else {}
+        if not results.get("done"):
+            pytest.fail(f"GIMP did not finish the checks (exit {proc.returncode}):\n"
+                        f"{(proc.stdout or '')[-4000:]}")
+        results.update(output=proc.stdout or "", session=session, root=root, version=version,
+                       build_s=build_s, gimp_s=gimp_s)
+        print(f"\nGIMP {results['gimp_version']}: chroot ready in {build_s:.0f} s, "
+              f"checks ran in {gimp_s:.0f} s")
+        yield results
+    finally:
+        if os.environ.get("NST_KEEP_GIMP_TEST") != "1":
+            shutil.rmtree(session, ignore_errors=True)
+
+
+def case(results, name):
+    if name not in results["cases"]:
+        pytest.skip(f"case {name} not run (NST_GIMP_CASES)")
+    r = results["cases"][name]
+    assert "exception" not in r, r["exception"]
+    return r
+
+
+def host_path(results, inside: str) -> Path:
+    return Path(str(results["root"]) + inside)
+
+
+def pluginrc_sensitivity(results) -> int:
+    profile = gimp_user_dir(results["session"] / "home", results["version"])
+    text = (profile / "pluginrc").read_text(errors="replace")
+    block = text.split('(proc-def "plug-in-neural-style"', 1)[1]
+    lines = [line.strip() for line in block.splitlines()]
+    return int(lines[lines.index('"RGB*, GRAY*"') + 1])
+
+
+def log_path_in(message: str) -> str:
+    assert "Log: " in message, message
+    return message.rsplit("Log: ", 1)[1].strip()
+
+
+# -- registration ------------------------------------------------------------------------------
+
+
+def test_registered_as_documented(gimp_run):
+    import gimp_plugin.nst_bridge as bridge
+
+    r = gimp_run
+    assert r["procedure_found"], r["output"][-3000:]
+    assert [a[0] for a in r["arguments"]] == [
+        "run-mode", "image", "drawables", "style-file", "preset", "size", "strength",
+        "preserve-colors", "device", "seed"]
+    assert r["menu_paths"] == ["<Image>/Filters/Artistic"]
+    assert r["menu_label"] == "Neural Style Transfer..."
+    assert r["image_types"] == "RGB*, GRAY*"
+    # The PDB proxy does not carry the sensitivity mask; GIMP's pluginrc does (after the types).
+    assert pluginrc_sensitivity(r) == r["sensitivity_expected"]  # DRAWABLE | DRAWABLES
+    d = r["defaults"]
+    assert d["preset"] == bridge.DEFAULTS["preset"]
+    assert d["size"] == bridge.DEFAULTS["size"]
+    assert d["strength"] == bridge.DEFAULTS["strength"]
+    assert d["preserve-colors"] == bridge.DEFAULTS["preserve_colors"]
+    assert d["device"] == bridge.DEFAULTS["device"]
+    assert d["seed"] == bridge.DEFAULTS["seed"]
+    assert d["style-file"] is None
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+def test_new_layer_above_source_same_size_and_offsets(gimp_run):
+    r = case(gimp_run, "basic")
+    assert r["status"] == "success", r["message"]
+    assert len(r["added"]) == 1
+    new, src = r["added"][0], r["source"]
+    assert new["name"] == f"Photo ({STYLE_NAME})"
+    assert (new["w"], new["h"], new["offsets"]) == (48, 36, [10, 6])
+    assert new["parent"] == src["parent"]
+    assert new["position"] == src["position"] - 1  # directly above
+    assert r["layer_order"][0] == new["id"]
+    assert new["has_alpha"] and new["format"] == "R'G'B'A u8"
+    assert r["mean_abs_diff"] > 0.02  # it really is painted over
+    assert r["alpha_min"] == pytest.approx(1.0)  # no selection: opaque everywhere
+
+
+def test_source_layer_untouched(gimp_run):
+    r = case(gimp_run, "basic")
+    assert r["source_unchanged"]
+    assert r["before"]["layers"][0] in r["after"]["layers"]
+    assert r["after"]["precision"] == r["before"]["precision"]
+
+
+def test_selection_confines_result_with_feathering(gimp_run):
+    r = case(gimp_run, "selection")
+    assert r["status"] == "success", r["message"]
+    assert r["source_unchanged"]
+    (new,) = r["added"]
+    assert (new["w"], new["h"], new["offsets"]) == (56, 40, [4, 4])
+    assert r["alpha_centre"] == pytest.approx(1.0, abs=0.01)
+    assert r["alpha_corner"] == 0.0 and r["alpha_far_right"] == 0.0
+    assert r["selection_partial"] > 20 and r["alpha_partial"] > 20  # the soft edge survives
+    assert r["alpha_vs_selection_max_err"] < 0.01  # alpha is the selection, pixel for pixel
+
+
+def test_16bit_image_stays_16bit(gimp_run):
+    r = case(gimp_run, "u16")
+    assert r["status"] == "success", r["message"]
+    assert r["precision"] == r["precision_after"] == "u16-non-linear"
+    (new,) = r["added"]
+    assert new["format"] == "R'G'B'A u16"
+    assert r["source_unchanged"]
+    # Through 8 bits every value would be a multiple of 257.
+    assert r["u16_not_multiple_of_257"] > r["u16_values"] // 2
+    assert r["u16_distinct"] > 256
+
+
+def test_float_greyscale_image(gimp_run):
+    r = case(gimp_run, "float_grey")
+    assert r["status"] == "success", r["message"]
+    assert r["precision_after"] == "float-linear"
+    (new,) = r["added"]
+    assert new["format"] == "YA float"
+    assert r["source_unchanged"]
+
+
+def test_each_selected_layer_gets_its_own_result(gimp_run):
+    r = case(gimp_run, "two_layers")
+    assert r["status"] == "success", r["message"]
+    assert r["source_unchanged"]
+    assert r["order"] == [f"Top ({STYLE_NAME})", "Top", f"Bottom ({STYLE_NAME})", "Bottom"]
+    sizes = {a["name"]: (a["w"], a["h"], a["offsets"]) for a in r["added"]}
+    assert sizes == {f"Top ({STYLE_NAME})": (32, 24, [16, 12]),
+                     f"Bottom ({STYLE_NAME})": (64, 48, [0, 0])}
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def test_missing_style_file_is_one_clear_error(gimp_run):
+    # GIMP itself refuses a file that does not exist for an "open" file argument, before the
+    # plug-in starts: a calling error naming the argument.
+    r = case(gimp_run, "missing_style")
+    assert r["status"] in ("calling-error", "execution-error")
+    assert "style-file" in r["message"] or r["missing"] in r["message"]
+    assert r["unchanged"]
+
+
+def test_corrupt_style_file_error_names_it(gimp_run):
+    r = case(gimp_run, "corrupt_style")
+    assert r["status"] == "execution-error"
+    assert "not-a-picture.jpg" in r["message"]
+    assert r["unchanged"]
+
+
+def test_no_style_chosen_is_an_error(gimp_run):
+    r = case(gimp_run, "no_style")
+    assert r["status"] == "execution-error"
+    assert "style image" in r["message"].lower()
+    assert r["unchanged"]
+
+
+def test_broken_core_command_is_an_error_naming_it(gimp_run):
+    r = case(gimp_run, "broken_core")
+    assert r["status"] == "execution-error"
+    assert r["program"] in r["message"]
+    assert "install" in r["message"].lower()  # says how to repair
+    assert r["unchanged"]
+
+
+def test_crashing_core_error_names_the_log(gimp_run):
+    r = case(gimp_run, "crashing_core")
+    assert r["status"] == "execution-error"
+    assert r["unchanged"]
+    log = host_path(gimp_run, log_path_in(r["message"]))
+    assert "simulated crash" in log.read_text()
+
+
+def test_cancel_stops_core_and_leaves_image(gimp_run):
+    r = case(gimp_run, "cancel")
+    assert "error" not in r, r
+    assert "nst_core.worker" in r["worker_cmd"]
+    assert "neural-style.py" in r["plugin_cmd"]
+    assert r["worker_alive_at_kill"], "the core finished before it could be cancelled"
+    assert r["status"] != "success"
+    assert r["unchanged"]
+    assert not r["worker_alive_after"]
+    assert r["worker_exit_s"] < 3.0
+
+
+def test_undo_groups_balanced(gimp_run):
+    # GIMP closes undo groups a plug-in left open and says so; there must be no such message.
+    assert "inconsistent state" not in gimp_run["output"]
+    assert "undo" not in gimp_run["output"].lower(), gimp_run["output"][-3000:]
