@@ -493,6 +493,7 @@ class Installer:
         self.warnings: list[str] = []
         self.weights_error: str | None = None
         self.files_written = 0
+        self._torch_wanted: tuple[str, str] | None = None
 
     # -- helpers
 
@@ -643,7 +644,19 @@ class Installer:
             raise InstallError(f"{venv} exists but is not a Python virtual environment. Choose "
                                "another place with --venv PATH (or empty that folder), then run "
                                "the installer again.", EXIT_ENV)
-        info = self.probe(py) if os.path.isfile(py) else None
+        info = None
+        if os.path.isfile(py):
+            try:
+                info = self.probe(py)
+            except InstallError:
+                if not ours:
+                    raise
+                # e.g. the Python it was made from was upgraded away: make it again.
+                say("    its Python does not run any more: making it again")
+                if self.dry:
+                    self.would(f"delete and recreate {venv}")
+                else:
+                    shutil.rmtree(venv)
         created_now = False
         if info is not None and version_tuple(".".join(map(str, info["python"]))) \
                 < self.python_min():
@@ -669,7 +682,9 @@ class Installer:
         try:
             self.ensure_torch(py, info)
             self.ensure_core(py, info, ours)
-        except BaseException:
+        except InstallError:
+            # Roll back a failed fresh environment; after Ctrl-C it stays for the next run
+            # to complete (it is only marked complete once the core imports).
             if created_now and not self.dry:
                 say(f"    removing the environment this run created ({venv})")
                 shutil.rmtree(venv, ignore_errors=True)
@@ -734,7 +749,12 @@ class Installer:
                            "again.", EXIT_ENV)
 
     def torch_wanted(self) -> tuple[str, str]:
-        """("cuda" | "cpu" | "default", why)."""
+        """("cuda" | "cpu" | "default", why); decided once per run."""
+        if self._torch_wanted is None:
+            self._torch_wanted = self._decide_torch()
+        return self._torch_wanted
+
+    def _decide_torch(self) -> tuple[str, str]:
         choice, plat = self.args.torch, self.layout.platform
         if plat == "darwin":
             if choice == "cuda":
@@ -766,7 +786,13 @@ class Installer:
         say("    PyTorch wanted: {} build ({})".format(want.upper() if want != "default"
                                                    else "default", why))
         ok = bool(have) and version_tuple(have) >= self.torch_min()
-        if ok and want == "cuda" and not info.get("cuda"):
+        marker = self.read_marker()
+        tried = marker.get("torch_wanted") == want and marker.get("torch") == have
+        if ok and want == "cuda" and not info.get("cuda") and tried:
+            self.warnings.append(f"PyTorch {have} has no CUDA support, and it is what an earlier "
+                                 "run could install for CUDA; kept. Re-run with --torch-index "
+                                 "URL naming a CUDA wheel index (see pytorch.org) to change it.")
+        elif ok and want == "cuda" and not info.get("cuda"):
             ok = False
             say(f"    PyTorch {have} is installed but has no CUDA support: replacing it")
         elif have and not ok:
@@ -793,6 +819,9 @@ class Installer:
                         "torch"])
         last = None
         for idx in indexes:
+            if idx and idx != indexes[-1] and not reachable(idx):
+                say(f"    {idx} cannot be reached: trying the next source")
+                continue
             rc, tail = run_stream(self.pip_torch_cmd(py, idx))
             if rc == 0:
                 last = None
@@ -839,17 +868,20 @@ class Installer:
         raise InstallError("Installing {} failed (pip's last words: {}). Fix the cause and run "
                            "the installer again.".format(what, " | ".join(tail[-5:])), EXIT_ENV)
 
+    def read_marker(self) -> dict:
+        try:
+            with open(os.path.join(self.venv, ENV_MARKER), encoding="utf-8") as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
     def ensure_core(self, py: str, info: dict, ours: bool) -> None:
         marker = os.path.join(self.venv, ENV_MARKER)
         digest = self.source_hash()
         core = info.get("core_file")
         editable = bool(core) and is_within(core, self.source)
-        previous = {}
-        try:
-            with open(marker, encoding="utf-8") as f:
-                previous = json.load(f)
-        except (OSError, ValueError):
-            pass
+        previous = self.read_marker()
         if editable:
             say("    the core is this checkout itself (an editable install): nothing to install")
             self.note_done(f"used the core from the checkout (editable install in {self.venv})")
@@ -878,6 +910,7 @@ class Installer:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"complete": True, "source": self.source, "source_hash": digest,
                        "torch": after.get("torch"), "cuda": after.get("cuda"),
+                       "torch_wanted": self.torch_wanted()[0],
                        "python": after.get("python"),
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, f, indent=1)
         os.replace(tmp, marker)
@@ -1098,7 +1131,7 @@ class Installer:
             elif kind == "space":
                 why = "could not be stored (disk full?)"
             else:
-                why = "could not be fetched ({})".format(" | ".join(tail[-3:]))
+                why = "could not be fetched ({})".format(" | ".join(tail[-3:]).rstrip("."))
             self.weights_error = (
                 f"The VGG19 weights {why}. Everything else is installed. Fetch them later with\n"
                 f"        {fix}\n      or, with a copy of vgg19_weights_tf_dim_ordering_tf_kernels_"
@@ -1257,6 +1290,21 @@ def _pip_uninstall(py: str) -> None:
                            APP], 300)
     if rc != 0:
         raise OSError(out.strip()[-300:])
+
+
+def reachable(url: str, timeout: float = 10) -> bool:
+    """Whether a package index answers at all (any HTTP status counts), so that pip is not left
+    retrying an index a firewall blocks."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/torch/", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except Exception:
+        return False
+    return True
 
 
 def flatpak_permission() -> str:
