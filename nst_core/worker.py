@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import protocol
-from .errors import Cancelled, NSTError, ProtocolError, TooLargeError
+from .errors import Cancelled, ImageError, NSTError, ProtocolError, TooLargeError
 from .options import Options
 
 log = logging.getLogger("nst_core.worker")
@@ -463,7 +463,7 @@ def run_job(job: Job, session: Session) -> bytes:
     from .images import load_image
 
     rgb, alpha = split_content(job)
-    styles = [load_image(data, what=f"style image {name!r}")
+    styles = [_load_style(load_image, name, data)
               for (name, _), data in zip(job.styles, job.style_data)]
     job.style_data = []
     log.info("imported the engine and decoded the images in %.2f s; device option %r",
@@ -488,9 +488,20 @@ def run_job(job: Job, session: Session) -> bytes:
                  job.width, job.height)
     out = resize(out, job.width, job.height)
     data = assemble(job, out, rgb, alpha)
-    session.progress(force=True, phase="finishing", fraction=1.0, eta_s=0.0,
-                     elapsed_s=time.monotonic() - t0)
+    if session.last_progress["phase"] != "finishing":
+        session.progress(force=True, phase="finishing", fraction=1.0, eta_s=0.0,
+                         elapsed_s=time.monotonic() - t0)
     return data
+
+
+def _load_style(load_image, name: str, data: bytes):
+    try:
+        return load_image(data, what="style image")
+    except ImageError as e:  # name the file the user chose, not "the given bytes"
+        message = e.message.replace("the given bytes", repr(name))
+        if name not in message:
+            message = f"{name}: {message}"
+        raise ImageError(message) from None
 
 
 def serve(reader, writer) -> int:

@@ -1,0 +1,232 @@
+"""The wire format and the worker's handling of bad requests: real worker processes that must
+answer with one clear error (kind bad_request / bad_option / bad_image) and a non-zero exit,
+quickly and without allocating what the request claims."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nst_core import protocol
+from nst_core.errors import ProtocolError
+
+from .worker_client import ROOT, WORKER, Worker, gradient, request, run_worker, to_samples
+
+# -- protocol.py itself --------------------------------------------------------------------------
+
+
+def test_message_round_trip():
+    stream = io.BytesIO()
+    protocol.write_message(stream, {"type": "result", "width": 2}, b"\x00\x01\x02")
+    protocol.write_message(stream, {"type": "progress", "fraction": 0.5})
+    stream.seek(0)
+    first = protocol.read_header(stream)
+    assert first == {"type": "result", "width": 2, "payload": 3}
+    assert protocol.read_payload(stream, first) == b"\x00\x01\x02"
+    second = protocol.read_header(stream)
+    assert second["fraction"] == 0.5 and protocol.read_payload(stream, second) == b""
+    assert protocol.read_header(stream) is None
+
+
+@pytest.mark.parametrize("line, words", [
+    (b"not json\n", "not valid JSON"),
+    (b"[1, 2]\n", '"type"'),
+    (b'{"type": "x", "payload": -1}\n', "non-negative"),
+    (b'{"type": "x"', "one JSON line"),  # no newline: cut off
+])
+def test_bad_headers_are_named(line, words):
+    with pytest.raises(ProtocolError, match=words):
+        protocol.read_header(io.BytesIO(line))
+
+
+def test_payload_limit_checked_before_reading():
+    stream = io.BytesIO(b"")
+    with pytest.raises(ProtocolError, match="over the limit"):
+        protocol.read_payload(stream, {"type": "x", "payload": 10}, max_payload=5)
+
+
+def test_truncated_payload_is_an_error():
+    with pytest.raises(ProtocolError, match="ended 6 bytes before"):
+        protocol.read_payload(io.BytesIO(b"abcd"), {"type": "x", "payload": 10})
+
+
+# -- the worker's answers to bad requests --------------------------------------------------------
+
+W, H = 20, 16
+CONTENT = to_samples(gradient(W, H, 3, "u8"), "u8")
+
+
+def assert_one_error(worker: Worker, kind: str, *words: str) -> str:
+    """One error of `kind` whose text has `words` (after progress at most); non-zero exit."""
+    types = worker.types()
+    assert types and set(types[:-1]) <= {"progress"} and types[-1] == "error", worker.log_text()
+    message = worker.final()
+    assert message["kind"] == kind, message
+    for word in words:
+        assert word in message["message"], message
+    assert worker.proc.returncode != 0
+    # The log (stderr) says what happened, with timestamps.
+    log = worker.log_text()
+    assert message["message"] in log and "ERROR" in log
+    return message["message"]
+
+
+def test_malformed_json(tmp_path):
+    w = run_worker(tmp_path, b"{this is not json\n")
+    assert_one_error(w, "bad_request", "not valid JSON")
+    assert w.proc.returncode == ProtocolError.exit_code
+
+
+def test_no_request_at_all(tmp_path):
+    w = run_worker(tmp_path, b"", timeout=120, close_stdin=True)
+    assert_one_error(w, "bad_request", "no request")
+
+
+def test_wrong_protocol_version(tmp_path):
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", header={"protocol": 2}))
+    assert_one_error(w, "bad_request", "version 1", "version 2")
+
+
+def test_not_a_request(tmp_path):
+    w = run_worker(tmp_path, b'{"type": "cancel"}\n')
+    assert_one_error(w, "bad_request", '"request"')
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("channels", 5, "channels"),
+    ("channels", 0, "channels"),
+    ("format", "u32", "format"),
+    ("width", 0, "width"),
+    ("height", "16", "height"),
+])
+def test_bad_content_description(tmp_path, field, value, words):
+    content = {"width": W, "height": H, "channels": 3, "format": "u8", field: value}
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", header={"content": content}))
+    assert_one_error(w, "bad_request", words)
+
+
+def test_bad_result_format(tmp_path):
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", header={"result": {"format": "png"}}))
+    assert_one_error(w, "bad_request", "result", "png")
+
+
+def test_no_style(tmp_path):
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", styles=[]))
+    assert_one_error(w, "bad_request", "at least one style")
+
+
+def test_style_over_the_limit(tmp_path):
+    """Declared, not sent: the size alone is refused before any payload is read."""
+    data = request(CONTENT, W, H, 3, "u8",
+                   styles=[("huge.jpg", b"x")])
+    header = json.loads(data.split(b"\n", 1)[0])
+    header["styles"] = [{"name": "huge.jpg", "size": protocol.MAX_STYLE_BYTES + 1}]
+    header["payload"] = len(CONTENT) + protocol.MAX_STYLE_BYTES + 1
+    w = run_worker(tmp_path, json.dumps(header).encode() + b"\n" + CONTENT)
+    assert_one_error(w, "bad_request", "huge.jpg", "over the limit")
+
+
+def test_mask_size_must_match_content(tmp_path):
+    mask = bytes(W * H)
+    data = request(CONTENT, W, H, 3, "u8", mask=mask,
+                   header={"mask": {"width": W + 1, "height": H, "format": "u8"}})
+    w = run_worker(tmp_path, data)
+    assert_one_error(w, "bad_request", "mask", f"{W + 1}x{H}", f"{W}x{H}")
+
+
+def test_payload_size_must_match_the_description(tmp_path):
+    data = request(CONTENT, W, H, 3, "u8")
+    header, payload = data.split(b"\n", 1)
+    header = json.loads(header)
+    header["payload"] -= 1
+    w = run_worker(tmp_path, json.dumps(header).encode() + b"\n" + payload[:-1])
+    assert_one_error(w, "bad_request", "payload")
+
+
+def test_unknown_option_is_bad_option(tmp_path):
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", options={"sharpness": 3}))
+    assert_one_error(w, "bad_option", "sharpness")
+    assert w.proc.returncode == 2
+
+
+def test_invalid_option_value_is_bad_option(tmp_path):
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", options={"preset": "ultra"}))
+    assert_one_error(w, "bad_option", "ultra")
+
+
+def test_truncated_payload(tmp_path):
+    """The plug-in dies while sending: the worker says the payload was cut short."""
+    data = request(CONTENT, W, H, 3, "u8")
+    w = run_worker(tmp_path, data[:-100], timeout=120, close_stdin=True)
+    assert_one_error(w, "bad_request", "100 bytes before")
+
+
+def test_corrupt_style_is_bad_image(tmp_path):
+    styles = [("broken starry night.jpg", b"\xff\xd8\xff\xe0 this is no JPEG" * 20)]
+    w = run_worker(tmp_path, request(CONTENT, W, H, 3, "u8", styles=styles))
+    assert_one_error(w, "bad_image", "broken starry night.jpg")
+    assert w.proc.returncode == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs os.wait4 (POSIX)")
+@pytest.mark.parametrize("content, words", [
+    ({"width": protocol.MAX_SIDE + 1, "height": 16, "channels": 3, "format": "u8"}, "width"),
+    ({"width": 30000, "height": 30000, "channels": 4, "format": "f32"}, "payload"),
+])
+def test_oversized_dimensions_fail_fast_without_allocating(tmp_path, content, words):
+    """A 14 GB image declared with a 100-byte payload is refused from the header alone; the
+    worker's peak memory stays that of a bare interpreter: nothing the header claims is
+    allocated before the header is known to be good."""
+    header = {"type": "request", "protocol": 1, "options": {}, "content": content,
+              "styles": [{"name": "s.png", "size": 50}], "mask": None,
+              "result": {"format": "u8"}, "payload": 100}
+    script = (
+        "import os, subprocess, sys\n"
+        "p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,"
+        " stderr=subprocess.DEVNULL)\n"
+        "data = sys.stdin.buffer.read()\n"
+        "p.stdin.write(data); p.stdin.flush()\n"
+        "out = p.stdout.read()\n"
+        "_, status, usage = os.wait4(p.pid, 0)\n"
+        "sys.stdout.write(str(usage.ru_maxrss) + '\\n')\n"
+        "sys.stdout.buffer.write(out)\n")
+    done = subprocess.run([sys.executable, "-c", script] + WORKER, cwd=ROOT, timeout=120,
+                          input=json.dumps(header).encode() + b"\n" + bytes(100),
+                          capture_output=True, check=True)
+    first, rest = done.stdout.split(b"\n", 1)
+    maxrss_kb = int(first)
+    scale = 1 if sys.platform != "darwin" else 1024  # macOS reports bytes
+    assert maxrss_kb / scale < 300_000, f"worker peaked at {maxrss_kb / scale / 1024:.0f} MB"
+    message = json.loads(rest.splitlines()[0])
+    assert message["type"] == "error" and message["kind"] == "bad_request"
+    assert words in message["message"]
+
+
+def test_internal_error_is_one_readable_message(tmp_path):
+    """A bug (any exception that is no NSTError) becomes one error of kind "internal" naming
+    the exception; the traceback goes to the log. The bug is planted in the worker's own pixel
+    code, not in the engine."""
+    script = ("import sys, nst_core.worker as w\n"
+              "def broken(job):\n"
+              "    raise RuntimeError('simulated bug in the worker')\n"
+              "w.split_content = broken\n"
+              "sys.exit(w.main())\n")
+    worker = Worker(tmp_path / "worker.log", command=[sys.executable, "-c", script])
+    worker.send(request(CONTENT, W, H, 3, "u8"))
+    worker.finish(120)
+    assert_one_error(worker, "internal", "RuntimeError", "simulated bug in the worker")
+    assert worker.proc.returncode == 1
+    assert "Traceback" in worker.log_text()
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path):
+    env = dict(os.environ, NST_HOME=str(tmp_path / "empty-home"))
+    worker = Worker(tmp_path / "worker.log", env=env)
+    worker.send(request(CONTENT, W, H, 3, "u8"))
+    worker.finish(120)
+    assert_one_error(worker, "weights", "nst weights fetch")

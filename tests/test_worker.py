@@ -1,0 +1,235 @@
+"""The worker end to end: real `python -m nst_core.worker` processes, the real engine and weights,
+small images (about a second of engine time each)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from nst_core import protocol
+
+from .worker_client import (
+    FAST,
+    LONG,
+    ROOT,
+    WORKER,
+    Worker,
+    engine_run,
+    from_samples,
+    gradient,
+    request,
+    run_worker,
+    to_samples,
+)
+
+pytestmark = engine_run
+STOP_WITHIN_S = 5.0  # generous: the worker promises one second
+
+
+def result_of(worker: Worker, width: int, height: int, channels: int, fmt: str) -> np.ndarray:
+    """Checks the whole conversation of a successful run; returns the result's samples."""
+    assert worker.proc.returncode == 0, worker.log_text()
+    types = worker.types()
+    assert types[-1] == "result", worker.log_text()
+    assert set(types[:-1]) == {"progress"}
+    progress = [m for m, _ in worker.messages[:-1]]
+    fractions = [m["fraction"] for m in progress]
+    assert fractions == sorted(fractions), "progress went backwards"
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    phases = [m["phase"] for m in progress]
+    assert phases[0] == "loading" and "stylizing" in phases and phases[-1] == "finishing"
+    for m in progress:
+        assert {"scale", "scales", "iteration", "iterations", "loss", "eta_s",
+                "elapsed_s"} <= set(m)
+    header, payload = worker.messages[-1]
+    assert (header["width"], header["height"], header["channels"], header["format"]) == (
+        width, height, channels, fmt)
+    assert len(payload) == width * height * channels * protocol.SAMPLE_BYTES[fmt]
+    return from_samples(payload, fmt, height, width, channels)
+
+
+def test_u8_rgb_is_stylised_at_the_layer_size(tmp_path):
+    """48 px engine size, a 40x32 layer: the result comes back at 40x32, visibly changed."""
+    w, h = 40, 32
+    content = gradient(w, h, 3, "u8")
+    options = dict(FAST, iterations=10)  # enough for a visible change
+    worker = run_worker(tmp_path, request(to_samples(content, "u8"), w, h, 3, "u8",
+                                          options=options))
+    out = result_of(worker, w, h, 3, "u8").astype(np.float64) / 255
+    assert np.abs(out - content).mean() > 0.04, "the result looks like the content"
+    assert out.std() > 0.02
+    log = worker.log_text()
+    assert "request: 40x32 RGB u8" in log and "stylizing on cpu" in log
+    assert "resizing the engine's 48x38 result to 40x32" in log
+
+
+def test_u16_rgba_keeps_alpha_and_16_bit_precision(tmp_path):
+    w, h = 36, 30
+    content = gradient(w, h, 4, "u16")
+    data = to_samples(content, "u16")
+    worker = run_worker(tmp_path, request(data, w, h, 4, "u16"))
+    out = result_of(worker, w, h, 4, "u16")
+    original = from_samples(data, "u16", h, w, 4)
+    assert np.array_equal(out[..., 3], original[..., 3]), "alpha changed"
+    colour = out[..., :3]
+    # Through 8 bits every sample would be a multiple of 257 with at most 256 levels.
+    assert np.mean(colour % 257 != 0) > 0.5
+    assert len(np.unique(colour)) > 256
+
+
+def test_f32_grey_out_of_range_samples(tmp_path):
+    """Grey f32 with samples below 0, above 1 and a NaN: stylised as RGB, returned as one
+    channel of luminance, all in 0..1."""
+    w, h = 32, 32
+    content = gradient(w, h, 1, "f32") * 2.0 - 0.5
+    content[0, 0, 0] = np.nan
+    worker = run_worker(tmp_path, request(to_samples(content, "f32"), w, h, 1, "f32"))
+    out = result_of(worker, w, h, 1, "f32")
+    assert np.isfinite(out).all()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert out.std() > 0.02
+
+
+def test_mask_confines_alpha_with_feathering(tmp_path):
+    """Selection: left half unselected, right half selected, a half-selected (feathered)
+    column between. Outside the selection the result is transparent. u8 in, u16 out."""
+    w, h = 40, 32
+    content = gradient(w, h, 4, "u8")
+    content[..., 3] = 1.0
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[:, w // 2:] = 255
+    mask[:, w // 2] = 128
+    data = request(to_samples(content, "u8"), w, h, 4, "u8", mask=mask.tobytes(),
+                   result_format="u16")
+    out = result_of(run_worker(tmp_path, data), w, h, 4, "u16")
+    alpha = out[..., 3]
+    assert (alpha[:, :w // 2] == 0).all()
+    assert (alpha[:, w // 2 + 1:] == 65535).all()
+    assert (alpha[:, w // 2] == round(128 / 255 * 65535)).all()
+
+
+def test_mask_on_a_layer_without_alpha_keeps_unselected_pixels(tmp_path):
+    w, h = 40, 32
+    data = to_samples(gradient(w, h, 3, "u8"), "u8")
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[:, w // 2:] = 255
+    out = result_of(run_worker(tmp_path, request(data, w, h, 3, "u8", mask=mask.tobytes())),
+                    w, h, 3, "u8")
+    original = from_samples(data, "u8", h, w, 3)
+    assert np.array_equal(out[:, :w // 2], original[:, :w // 2])
+    assert not np.array_equal(out[:, w // 2:], original[:, w // 2:])
+
+
+# -- stopping ------------------------------------------------------------------------------------
+
+
+def start_long_run(tmp_path, wait_for="stylizing") -> Worker:
+    worker = Worker(tmp_path / "worker.log")
+    worker.send(request(to_samples(gradient(40, 32, 3, "u8"), "u8"), 40, 32, 3, "u8",
+                        options=LONG))
+    started = worker.until(lambda m: m["type"] == "progress" and m["phase"] == wait_for)
+    assert started, worker.log_text()
+    return worker
+
+
+def assert_stopped_cancelled(worker: Worker, elapsed) -> None:
+    assert elapsed is not None and elapsed < STOP_WITHIN_S, (
+        f"the worker did not stop within {STOP_WITHIN_S} s; log:\n{worker.log_text()}")
+    assert "result" not in worker.types()
+    assert worker.proc.returncode != 0
+
+
+def test_cancel_message_stops_the_run(tmp_path):
+    worker = start_long_run(tmp_path)
+    worker.cancel()
+    assert_stopped_cancelled(worker, worker.wait_exit(30))
+    final = worker.final()
+    assert final["type"] == "error" and final["kind"] == "cancelled"
+    assert "asked the core to stop" in final["message"]
+
+
+def test_cancel_while_loading_stops_too(tmp_path):
+    """Cancelled before the engine's loop polls should_stop: the one-second guard ends it."""
+    worker = start_long_run(tmp_path, wait_for="loading")
+    worker.cancel()
+    assert_stopped_cancelled(worker, worker.wait_exit(30))
+    assert worker.final()["kind"] == "cancelled"
+
+
+def test_stdin_closed_mid_run_stops_the_worker(tmp_path):
+    worker = start_long_run(tmp_path)
+    worker.proc.stdin.close()
+    assert_stopped_cancelled(worker, worker.wait_exit(30))
+    assert worker.final()["kind"] == "cancelled"
+    assert "closed its connection" in worker.log_text()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="parent polling is the POSIX mechanism")
+def test_parent_killed_mid_run_stops_the_worker(tmp_path):
+    """GIMP kills the plug-in: the worker's parent dies while the worker's stdin stays open
+    (here the test holds it), so only the parent watch can notice."""
+    pid_file = tmp_path / "worker.pid"
+    script = ("import subprocess, sys\n"
+              "p = subprocess.Popen(sys.argv[2:])\n"
+              "open(sys.argv[1], 'w').write(str(p.pid))\n"
+              "p.wait()\n")
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as err:
+        parent = subprocess.Popen([sys.executable, "-c", script, str(pid_file)] + WORKER,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                  cwd=ROOT)
+    try:
+        request_bytes = request(to_samples(gradient(40, 32, 3, "u8"), "u8"), 40, 32, 3, "u8",
+                                options=LONG)
+        parent.stdin.write(request_bytes)
+        parent.stdin.flush()
+        while True:  # the worker writes straight into the pipe we read
+            m = protocol.read_header(parent.stdout)
+            assert m is not None, log.read_text()
+            protocol.read_payload(parent.stdout, m)
+            if m["type"] == "progress" and m["phase"] == "stylizing":
+                break
+        worker_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        t0 = time.monotonic()
+        eof = threading.Event()
+        seen = []
+
+        def drain():
+            while (m := protocol.read_header(parent.stdout)) is not None:
+                seen.append(m["type"])
+                protocol.read_payload(parent.stdout, m)
+            eof.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        assert eof.wait(STOP_WITHIN_S), "the worker outlived its parent:\n" + log.read_text()
+        while time.monotonic() - t0 < STOP_WITHIN_S:
+            try:
+                if psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the worker process still runs after its parent died")
+        assert "result" not in seen
+        assert "the core's parent process) has gone" in log.read_text()
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdin.close()
+        parent.stdout.close()
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
