@@ -12,30 +12,21 @@ weights are missing. NST_REQUIRE_GIMP=1 turns those skips into failures (for CI)
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.gimp3 import chroot
+from tests.gimp3 import chroot, harness
 
 pytestmark = pytest.mark.gimp
 
-REPO = Path(__file__).resolve().parents[1]
-# The plug-in files to install (NST_GIMP_PLUGIN_DIR: another copy, e.g. to try a fix).
-PLUGIN_DIR = Path(os.environ.get("NST_GIMP_PLUGIN_DIR") or REPO / "gimp_plugin")
-CHECKS = REPO / "tests" / "gimp3" / "gimp_checks.py"
+CHECKS = harness.HERE / "gimp_checks.py"
+GUI_CHECKS = harness.HERE / "gui_checks.py"
 STYLE_NAME = "test-stripes"
 OPTIONS = {"preset": "draft", "size": 48, "strength": 1.0, "preserve-colors": False,
            "device": "cpu", "seed": 0}
 # Long enough to be cancelled mid-run: a single scale of 160 px, many iterations.
 CANCEL_OPTIONS = {"preset": "high", "size": 160}
-GIMP_TIMEOUT_S = 900
 
 
 def _unavailable(reason):
@@ -44,89 +35,58 @@ def _unavailable(reason):
     pytest.skip(reason)
 
 
-def gimp_user_dir(home: Path, version: str) -> Path:
-    """GIMP 3.0 keeps its profile in ~/.config/GIMP/3.0, GIMP 3.2 in ~/.config/GIMP/3.2."""
-    return home / ".config" / "GIMP" / ".".join(version.split(".")[:2])
-
-
-def install_plugin(plugins: Path, python: str) -> Path:
-    """Install the plug-in the way the contract's layout says: <plug-ins>/neural-style/
-    {neural-style.py (0755), nst_bridge.py, nst-core.json}. Returns the nst-core.json path."""
-    target = plugins / "neural-style"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(PLUGIN_DIR / "neural-style" / "neural-style.py", target / "neural-style.py")
-    os.chmod(target / "neural-style.py", 0o755)
-    shutil.copy2(PLUGIN_DIR / "nst_bridge.py", target / "nst_bridge.py")
-    config = target / "nst-core.json"
-    config.write_text(json.dumps({"version": 1, "command": [python, "-m", "nst_core.worker"]}))
-    return config
-
-
-def make_style(path: Path):
+def _session(packages=chroot.PACKAGES):
+    try:
+        # NST_GIMP_PLUGIN_DIR: install another copy of gimp_plugin/ (e.g. to try a fix).
+        s = harness.open_session(packages, os.environ.get("NST_GIMP_PLUGIN_DIR") or None)
+    except chroot.Unavailable as e:
+        _unavailable(f"no GIMP 3 chroot: {e}")
     from tests.conftest import stripes
 
-    stripes(64, 64).save(path)
+    stripes(64, 64).save(s.dir / f"{STYLE_NAME}.png")
+    return s
 
 
 @pytest.fixture(scope="module")
 def gimp_run():
-    reason = chroot.unavailable_reason()
-    if reason:
-        _unavailable(reason)
-    from nst_core import weights
-
-    weights_file = weights.weights_path()
-    if not weights_file.exists():
-        _unavailable(f"the VGG19 weights are missing ({weights_file}): run `make weights`")
+    """One headless GIMP session running every case of tests/gimp3/gimp_checks.py."""
+    s = _session()
     try:
-        t0 = time.monotonic()
-        root = chroot.ensure()
-        build_s = time.monotonic() - t0
-        version = chroot.gimp_version(root)
-    except chroot.Unavailable as e:
-        _unavailable(f"no GIMP 3 chroot: {e}")
-
-    session = Path(tempfile.mkdtemp(prefix="nst-gimp-test-", dir=os.path.join(root, "tmp")))
-    inside = "/" + str(session.relative_to(root))  # the same folder, seen from the chroot
-    try:
-        home = session / "home"
-        python = os.path.join(sys.prefix, "bin", "python")
-        core_config = install_plugin(gimp_user_dir(home, version) / "plug-ins", python)
-        make_style(session / f"{STYLE_NAME}.png")
-        params = {
-            "out": f"{inside}/result.json",
-            "style": f"{inside}/{STYLE_NAME}.png",
-            "core_config": f"{inside}/{core_config.relative_to(session)}",
-            "options": OPTIONS,
-            "cancel_options": CANCEL_OPTIONS,
-            "cancel_after_s": 5.0,
-            "cases": os.environ.get("NST_GIMP_CASES", "").split(",") if os.environ.get(
-                "NST_GIMP_CASES") else None,
-        }
-        (session / "params.json").write_text(json.dumps(params))
-        binds = [str(REPO), str(weights_file.parent)] + chroot.host_python_paths(python)
-        env = {"HOME": f"{inside}/home", "NST_HOME": str(weights_file.parent),
-               "NST_GIMP_TEST_PARAMS": f"{inside}/params.json"}
-        argv = ["gimp-console", "--no-interface", "--no-data", "--no-fonts", "--quit",
-                "--batch-interpreter=python-fu-eval",
-                "-b", f"exec(open({str(CHECKS)!r}).read())"]
-        t1 = time.monotonic()
-        proc = chroot.run(argv, binds=binds, env=env, timeout=GIMP_TIMEOUT_S)
-        gimp_s = time.monotonic() - t1
-        (session / "gimp-output.txt").write_text(proc.stdout or "")
-        result_file = session / "result.json"
-        results = json.loads(result_file.read_text()) if result_file.exists() else {}
+        cases = os.environ.get("NST_GIMP_CASES")
+        params = {"style": s.inside(s.dir / f"{STYLE_NAME}.png"),
+                  "core_config": s.inside(s.core_config), "options": OPTIONS,
+                  "cancel_options": CANCEL_OPTIONS, "cancel_after_s": 5.0,
+                  "cases": cases.split(",") if cases else None}
+        proc, results = harness.run_headless(s, CHECKS, params)
         if not results.get("done"):
             pytest.fail(f"GIMP did not finish the checks (exit {proc.returncode}):\n"
                         f"{(proc.stdout or '')[-4000:]}")
-        results.update(output=proc.stdout or "", session=session, root=root, version=version,
-                       build_s=build_s, gimp_s=gimp_s)
-        print(f"\nGIMP {results['gimp_version']}: chroot ready in {build_s:.0f} s, "
-              f"checks ran in {gimp_s:.0f} s")
+        results.update(output=proc.stdout or "", session=s)
+        print(f"\nGIMP {s.version}: chroot ready in {s.build_s:.0f} s, checks ran in "
+              f"{results.get('seconds', 0):.0f} s")
         yield results
     finally:
-        if os.environ.get("NST_KEEP_GIMP_TEST") != "1":
-            shutil.rmtree(session, ignore_errors=True)
+        harness.close_session(s)
+
+
+@pytest.fixture(scope="module")
+def gui_run():
+    """GIMP with its GUI on Xvfb: the dialog, last values, Ctrl+Z (tests/gimp3/gui_checks.py)."""
+    s = _session(chroot.PACKAGES + harness.GUI_PACKAGES)
+    try:
+        params = {"style": s.inside(s.dir / f"{STYLE_NAME}.png"), "options": OPTIONS}
+        proc, results = harness.run_gui(s, GUI_CHECKS, params)
+        driver_log = (s.dir / "driver.log").read_text() if (s.dir / "driver.log").exists() else ""
+        gimp_out = ((s.dir / "gimp-output.txt").read_text()
+                    if (s.dir / "gimp-output.txt").exists() else "")
+        if not results.get("done") or results.get("exception"):
+            pytest.fail(f"GIMP's GUI run did not finish (exit {proc.returncode}):\n"
+                        f"{results.get('exception', '')}\n{(proc.stdout or '')[-2000:]}\n"
+                        f"{driver_log[-3000:]}\n{gimp_out[-3000:]}")
+        results.update(session=s, steps={st["step"]: st for st in results["steps"]})
+        yield results
+    finally:
+        harness.close_session(s)
 
 
 def case(results, name):
@@ -137,13 +97,8 @@ def case(results, name):
     return r
 
 
-def host_path(results, inside: str) -> Path:
-    return Path(str(results["root"]) + inside)
-
-
 def pluginrc_sensitivity(results) -> int:
-    profile = gimp_user_dir(results["session"] / "home", results["version"])
-    text = (profile / "pluginrc").read_text(errors="replace")
+    text = (results["session"].profile / "pluginrc").read_text(errors="replace")
     block = text.split('(proc-def "plug-in-neural-style"', 1)[1]
     lines = [line.strip() for line in block.splitlines()]
     return int(lines[lines.index('"RGB*, GRAY*"') + 1])
@@ -286,7 +241,7 @@ def test_crashing_core_error_names_the_log(gimp_run):
     r = case(gimp_run, "crashing_core")
     assert r["status"] == "execution-error"
     assert r["unchanged"]
-    log = host_path(gimp_run, log_path_in(r["message"]))
+    log = harness.host_path(gimp_run["session"], log_path_in(r["message"]))
     assert "simulated crash" in log.read_text()
 
 
@@ -306,3 +261,36 @@ def test_undo_groups_balanced(gimp_run):
     # GIMP closes undo groups a plug-in left open and says so; there must be no such message.
     assert "inconsistent state" not in gimp_run["output"]
     assert "undo" not in gimp_run["output"].lower(), gimp_run["output"][-3000:]
+
+
+# -- the GUI: dialog, remembered values, undo ---------------------------------------------------
+
+
+def test_dialog_runs_on_ok(gui_run):
+    st = gui_run["steps"]["interactive"]
+    assert st["ack"] == "ok", st
+    assert st["status"] == "success", st["message"]
+    assert st["layers"] == [f"Photo ({STYLE_NAME})", "Photo"]
+
+
+def test_last_values_are_remembered(gui_run):
+    # A WITH_LAST_VALS run given no style file succeeds: GIMP handed it the last dialog's values.
+    st = gui_run["steps"]["last-values"]
+    assert st["status"] == "success", st["message"]
+    assert st["layers"][0] == f"Photo ({STYLE_NAME})"
+    saved = [p for p in gui_run["session"].profile.rglob("*")
+             if p.is_file() and "plug-in-neural-style" in p.name]
+    text = "\n".join(p.read_text(errors="replace") for p in saved)
+    assert f"{STYLE_NAME}.png" in text, saved
+    assert "seed 3" in text and "size 40" in text, text
+
+
+def test_one_undo_removes_everything_a_run_added(gui_run):
+    two = gui_run["steps"]["two-layers"]
+    assert two["status"] == "success", two["message"]
+    assert two["after"] == [f"Top ({STYLE_NAME})", "Top", f"Bottom ({STYLE_NAME})", "Bottom"]
+    undo = gui_run["steps"]["undo"]
+    assert undo["undone"], undo
+    assert undo["layers"] == two["before"]
+    redo = gui_run["steps"]["redo"]
+    assert redo["redone"] and redo["layers"] == two["after"], redo
