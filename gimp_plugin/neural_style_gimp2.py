@@ -42,7 +42,7 @@ if _HERE not in sys.path:
 try:
     import nst_bridge
     _BRIDGE_ERROR = None
-except ImportError as _e:  # a broken install: register anyway, say so when run
+except Exception as _e:  # a missing or broken bridge: register anyway, say so when run
     nst_bridge = None
     _BRIDGE_ERROR = "%s" % (_e,)
 
@@ -161,10 +161,11 @@ def _error_text(error):
 
 
 def _precision(image):
-    try:
-        return pdb.gimp_image_get_precision(image)
-    except Exception:  # GIMP 2.8 has no precision: always 8-bit
+    """The image's GimpPrecision, or None where GIMP has none (2.8: always 8-bit). Asking the
+    PDB first keeps GIMP 2.8 from showing a "procedure not found" error."""
+    if not pdb.gimp_procedural_db_proc_exists("gimp-image-get-precision"):
         return None
+    return pdb.gimp_image_get_precision(image)
 
 
 def _channels(image, drawable):
@@ -295,22 +296,29 @@ class _Progress(object):
 
 
 def _new_layer(image, drawable, name, result):
+    """The result as a new layer above `drawable` (same size, offsets and parent). On failure
+    nothing is left behind."""
     width, height = drawable.width, drawable.height
     kind = GRAYA_IMAGE if result["channels"] == 2 else RGBA_IMAGE
     layer = gimp.Layer(image, name, width, height, kind, 100.0, LAYER_MODE)
+    bpp = result["channels"] * _SAMPLE[result["format"]][1]
+    if layer.bpp != bpp:
+        pdb.gimp_item_delete(layer)
+        raise PluginError("The new layer takes %d bytes per pixel but the result has %d."
+                          % (layer.bpp, bpp))
     off_x, off_y = drawable.offsets
     layer.set_offsets(off_x, off_y)
     parent = pdb.gimp_item_get_parent(drawable)
     position = pdb.gimp_image_get_item_position(image, drawable)
     pdb.gimp_image_insert_layer(image, layer, parent, position)  # above the source
-    data = _native_order(result["data"], result["format"])
-    if layer.bpp * width * height != len(data):
-        raise PluginError("The new layer takes %d bytes per pixel but the result has %d."
-                          % (layer.bpp, len(data) // (width * height)))
-    region = layer.get_pixel_rgn(0, 0, width, height, True, False)
-    region[0:width, 0:height] = data
-    layer.flush()
-    layer.update(0, 0, width, height)
+    try:
+        region = layer.get_pixel_rgn(0, 0, width, height, True, False)
+        region[0:width, 0:height] = _native_order(result["data"], result["format"])
+        layer.flush()
+        layer.update(0, 0, width, height)
+    except Exception:
+        pdb.gimp_image_remove_layer(image, layer)
+        raise
     return layer
 
 

@@ -386,6 +386,20 @@ def test_linear_float_image_goes_through_8_bit(fu, stand_in, style_png):
     assert np.allclose(result[..., :3], 0.2122, atol=2e-3)  # 127/255 in sRGB, linearised
 
 
+def test_gimp_2_8_without_precision(fu, stand_in, style_png):
+    """GIMP 2.8 has no precision procedures: the plug-in asks before it calls (a call to a
+    missing procedure would pop up a PDB error there) and reads 8-bit."""
+    fu.state.fake_missing_procs.update({"gimp_image_get_precision",
+                                        "gimp_plugin_enable_precision"})
+    image = fu.new_image(8, 8)
+    layer = fu.add_layer(image, "L", gradient(8, 8, 3))
+    run(fu, image, layer, style_png)
+    assert fu.state.messages == []
+    assert "pdb.gimp_image_get_precision" not in fu.state.names()
+    assert stand_in.calls[0]["content"]["format"] == "u8"
+    assert len(image.layers) == 2
+
+
 def test_bridge_error_is_one_message(fu, plugin, monkeypatch, style_png):
     error = plugin.nst_bridge.BridgeError("weights", "The VGG19 weights are missing. Run "
                                           "`nst weights fetch`.", "/tmp/core-1.log")
@@ -430,6 +444,23 @@ def test_wrong_sized_result_adds_nothing(fu, plugin, monkeypatch, style_png):
     (message,) = fu.state.messages
     assert "2x2" in message and "8x8" in message
     assert_untouched(fu, image, ["L"])
+
+
+def test_failed_write_leaves_no_layer(fu, stand_in, style_png, monkeypatch):
+    def broken(self, key, value):
+        raise fu.error("could not write the tiles")
+
+    monkeypatch.setattr(fu.PixelRgn, "__setitem__", broken)
+    image = fu.new_image(8, 8)
+    layer = fu.add_layer(image, "L", gradient(8, 8, 3))
+    run(fu, image, layer, style_png)
+    (message,) = fu.state.messages
+    assert "could not write the tiles" in message
+    assert [item.name for item in image.layers] == ["L"]
+    names = fu.state.names()
+    assert names.index("pdb.gimp_image_insert_layer") < names.index(
+        "pdb.gimp_image_remove_layer") < names.index("pdb.gimp_image_undo_group_end")
+    assert image.fake_undo_depth == 0
 
 
 def test_channel_is_refused(fu, stand_in, style_png):

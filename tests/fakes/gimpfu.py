@@ -90,6 +90,7 @@ class _State:
         self.registered = {}       # proc_name -> dict of register()'s arguments
         self.main_calls = 0
         self.precision_enabled = False
+        self.fake_missing_procs = set()  # e.g. {"gimp_image_get_precision"}: GIMP 2.8
         self.next_id = 1
 
     def record(self, name, args):
@@ -486,6 +487,11 @@ def _siblings(item):
 class _PDB:
     """pdb.<procedure>(...) for the procedures the plug-in uses."""
 
+    def __getattribute__(self, name):
+        if name in state.fake_missing_procs:  # e.g. GIMP 2.8 has no precision procedures
+            raise AttributeError("procedure '%s' not found" % name)
+        return object.__getattribute__(self, name)
+
     def __getattr__(self, name):  # like pygimp: an unknown procedure is an AttributeError
         raise AttributeError("procedure '%s' not found (not implemented by the fake)" % name)
 
@@ -557,6 +563,23 @@ class _PDB:
         layer.fake_attached = True
         image.active_layer = layer
 
+    def gimp_image_remove_layer(self, *args, **kwargs):
+        _pdb_args("gimp_image_remove_layer", args, kwargs, [_image, _layer])
+        image, layer = args
+        if not layer.fake_attached or layer.image is not image:
+            raise error("execution error")
+        _siblings(layer).remove(layer)
+        layer.fake_attached = False
+        layer.fake_removed = True
+        if image.active_layer is layer:
+            image.active_layer = None
+
+    def gimp_item_delete(self, *args, **kwargs):
+        _pdb_args("gimp_item_delete", args, kwargs, [_item])
+        if getattr(args[0], "fake_attached", False):
+            raise error("execution error")  # only items not in an image can be deleted
+        args[0].fake_removed = True
+
     def gimp_progress_set_text(self, *args, **kwargs):
         _pdb_args("gimp_progress_set_text", args, kwargs, [_is_str])
         state.progress_texts.append(args[0])
@@ -564,6 +587,11 @@ class _PDB:
     def gimp_image_get_precision(self, *args, **kwargs):
         _pdb_args("gimp_image_get_precision", args, kwargs, [_image])
         return args[0].fake_precision
+
+    def gimp_procedural_db_proc_exists(self, *args, **kwargs):
+        _pdb_args("gimp_procedural_db_proc_exists", args, kwargs, [_is_str])
+        name = args[0].replace("-", "_")
+        return 1 if name in type(self).__dict__ and name not in state.fake_missing_procs else 0
 
     def gimp_plugin_enable_precision(self, *args, **kwargs):
         _pdb_args("gimp_plugin_enable_precision", args, kwargs, [])
