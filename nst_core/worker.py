@@ -47,6 +47,7 @@ STOP_REASONS = {
     "parent": "the plug-in (the core's parent process) has gone",
     "interrupt": "the core was interrupted",
     "garbage": "the plug-in sent something that is not a protocol message",
+    "output": "the plug-in stopped reading the core's output",
 }
 
 
@@ -313,7 +314,7 @@ class FdReader:
             out = bytes(self.buf[:n])
             del self.buf[:n]
             return out
-        return os.read(self.fd, n)
+        return os.read(self.fd, min(n, 1 << 20))
 
 
 class FdWriter:
@@ -339,6 +340,7 @@ class Session:
         self.done = threading.Event()  # the main thread has finished
         self.stop_reason: str | None = None
         self.final_sent = False
+        self.output_broken = False
         self.last_progress: dict = {k: None for k in PROGRESS_FIELDS}
         self.last_progress_sent = 0.0
 
@@ -350,6 +352,7 @@ class Session:
             return True
         except OSError as e:  # the plug-in has gone: nobody to tell
             log.warning("could not send %s message: %s", message.get("type"), e)
+            self.output_broken = True
             return False
 
     def progress(self, force: bool = False, **fields) -> None:
@@ -368,6 +371,8 @@ class Session:
                 return
             self.last_progress_sent = now
             self._write({"type": "progress", **p})
+        if self.output_broken:
+            self.request_stop("output")
 
     def send_result(self, message: dict, payload: bytes) -> bool:
         """Send the result unless a stop was requested (then the caller reports cancelled)."""
@@ -392,7 +397,7 @@ class Session:
 
     def request_stop(self, reason: str) -> None:
         with self.lock:
-            if self.stop.is_set():
+            if self.stop.is_set() or self.final_sent:  # after the answer there is nothing to stop
                 return
             self.stop_reason = reason
             self.stop.set()
@@ -508,6 +513,13 @@ def serve(reader, writer) -> int:
     """Serve one request; returns the process exit code."""
     session = Session(writer)
     session.watch_parent()
+    try:
+        return _serve(reader, session)
+    finally:
+        session.done.set()
+
+
+def _serve(reader, session: Session) -> int:
     t0 = time.monotonic()
     try:
         job = read_request(reader)
@@ -537,15 +549,12 @@ def serve(reader, writer) -> int:
         else:
             log.exception("internal error")
             error = NSTError(f"internal error in the core: {type(e).__name__}: {e}")
-    try:
-        if session.stop.is_set() and not isinstance(error, Cancelled):
-            log.info("(%s: %s) after a stop request", error.kind, error.message)
-            error = session.cancelled()
-        log.error("%s: %s", error.kind, error.message)
-        session.send_error(error.kind, error.message)
-        return error.exit_code
-    finally:
-        session.done.set()
+    if session.stop.is_set() and not isinstance(error, Cancelled):
+        log.info("(%s: %s) after a stop request", error.kind, error.message)
+        error = session.cancelled()
+    log.error("%s: %s", error.kind, error.message)
+    session.send_error(error.kind, error.message)
+    return error.exit_code
 
 
 def _setup_logging(level: str) -> None:
