@@ -49,23 +49,39 @@ REPAIR = ("Run installer/install.py from the Neural Style for GIMP download agai
           "(`python3 installer/install.py`) to repair it")
 
 _monotonic = getattr(time, "monotonic", time.time)
+_PY2 = sys.version_info[0] == 2
 _TEXT = (str, type(u""))
 
 
 class BridgeError(Exception):
     """One readable failure. kind: core_missing, core_crashed, cancelled, or a core error kind
-    (bad_request, bad_option, bad_image, weights, device, too_large, internal)."""
+    (bad_request, bad_option, bad_image, weights, device, too_large, internal). .message is text
+    (unicode on Python 2) and ends with the log file's path when there is a log."""
 
     def __init__(self, kind, message, log_path=None):
+        message = _text(message)
         if log_path:
-            message = "%s Log: %s" % (message.rstrip(), log_path)
+            message = u"%s Log: %s" % (message.rstrip(), _text(log_path))
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
         self.log_path = log_path
 
     def __str__(self):
+        if _PY2:  # Python 2: str() must be bytes
+            return self.message.encode("utf-8")
         return self.message
+
+    def __unicode__(self):
+        return self.message
+
+
+def _text(value):
+    """Python 2: bytes (paths in the file system's encoding) -> unicode, so that messages that
+    mix a path and the core's (unicode) text can be joined. Python 3: unchanged."""
+    if _PY2 and isinstance(value, str):
+        return value.decode(sys.getfilesystemencoding() or "utf-8", "replace")
+    return value
 
 
 # -- finding the core ----------------------------------------------------------------------------
@@ -119,7 +135,7 @@ def find_core_command(config_dir=None):
 
 def _native(text):
     """Python 2: unicode from JSON -> str in the file system's encoding, for subprocess."""
-    if sys.version_info[0] < 3 and not isinstance(text, str):
+    if _PY2 and not isinstance(text, str):
         return text.encode(sys.getfilesystemencoding() or "utf-8")
     return text
 
@@ -258,9 +274,9 @@ def _prune_logs(folder):
 def _log_note(path, text):
     try:
         with open(path, "ab") as f:
-            f.write(("%s bridge: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+            f.write((u"%s bridge: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), _text(text)))
                     .encode("utf-8", "replace"))
-    except (IOError, OSError):
+    except Exception:  # noqa: BLE001 - a note in the log must never break the run
         pass
 
 

@@ -172,6 +172,45 @@ def test_python27_runs_the_core(tmp_path):
     assert out["progress"] >= 2 and out["last"].startswith("Neural style:")
 
 
+PY27_UNICODE_SCRIPT = r"""
+# -*- coding: utf-8 -*-
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import nst_bridge
+out = {}
+try:
+    nst_bridge.run({}, dict(width=1, height=1, channels=3, format="u8", data=b"abc"),
+                   [sys.argv[2]], config_dir=sys.argv[3])
+except nst_bridge.BridgeError as e:
+    out = dict(kind=e.kind, message=e.message, str_ok=len(str(e)) > 0,
+               unicode=isinstance(e.message, unicode))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(PY27 is None, reason="no Python 2.7 on this machine")
+def test_python27_non_ascii_paths_and_messages(tmp_path):
+    """GIMP 2.10 on Windows with a user name like "Jose" with an accent: the temp folder, the
+    style path and the core's message are not ASCII; the user still gets one message."""
+    home = tmp_path / "Jos\u00e9"
+    home.mkdir()
+    style = home / "\u00e9t\u00e9.png"
+    style.write_bytes(style_png())
+    script = ("import json, sys\nsys.stdin.readline()\n"
+              "msg = {'type': 'error', 'kind': 'bad_image',"
+              " 'message': u'le style \\u00e9t\\u00e9 est illisible'}\n"
+              "sys.stdout.write(json.dumps(msg) + '\\n'); sys.exit(3)\n")
+    env = {k: v for k, v in os.environ.items() if k != "NST_CORE_COMMAND"}
+    env.update(TMPDIR=str(home), LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    done = subprocess.run([PY27, "-c", PY27_UNICODE_SCRIPT, str(BRIDGE.parent), str(style),
+                           fake_core(tmp_path, script)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["kind"] == "bad_image", done.stderr
+    assert out["message"].startswith("Le style \u00e9t\u00e9 est illisible. Log: ")
+    assert "Jos\u00e9" in out["message"] and out["unicode"] and out["str_ok"]
+
+
 # -- finding the core ----------------------------------------------------------------------------
 
 
