@@ -29,3 +29,8 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     dx = image[..., :-1, :-1] - image[..., :-1, 1:]
     dy = image[..., :-1, :-1] - image[..., 1:, :-1]
     return 0.5 * (dx.square().sum() + dy.square().sum())
+
+
+def range_loss(image: torch.Tensor, low: float = 0.0, high: float = 255.0) -> torch.Tensor:
+    """Half the sum of squared distances of the pixels outside low..high to that range."""
+    return 0.5 * (image - image.clamp(low, high)).square().sum()
