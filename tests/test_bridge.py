@@ -42,9 +42,10 @@ def isolated(tmp_path, monkeypatch):
     """Logs under this test's tmp dir; no NST_CORE_COMMAND unless a test sets one."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.delenv("NST_CORE_COMMAND", raising=False)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
-    leftovers = psutil.Process().children(recursive=True)
-    assert not leftovers, f"processes left behind: {leftovers}"
+    leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not leftovers, f"processes (or zombies) left behind: {leftovers}"
 
 
 def core_config(tmp_path, command) -> str:
