@@ -191,6 +191,10 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
         except nst_bridge.BridgeError as e:
             Gimp.progress_end()
             return _error(procedure, e.message)
+        except Exception as e:  # noqa: BLE001 - a bug, but still one message, image untouched
+            Gimp.progress_end()
+            return _error(procedure, f"Neural style failed unexpectedly: "
+                          f"{type(e).__name__}: {e}")
         results.append((layer, x, y, w, h, result["data"]))
     Gimp.progress_update(1.0)
 

@@ -243,22 +243,33 @@ def _dedupe(paths):
 
 
 def run(argv, binds=(), env=None, root=ROOT, capture=True, check=False, timeout=None,
-        writable_binds=(), home="/root", input=None):
+        writable_binds=(), home="/root", input=None, overlays=()):
     """Run argv inside the chroot with a clean environment (plus `env`) and the given host paths
-    bind-mounted read-only at the same place (writable_binds: read-write). Mounts live in a
-    private mount namespace, so they vanish when the command ends however it ends."""
+    bind-mounted read-only at the same place (writable_binds: read-write; overlays: (host path,
+    chroot path) pairs mounted read-only after those, e.g. over a folder inside a bound one).
+    Mounts live in a private mount namespace, so they vanish when the command ends however it
+    ends."""
     q = shlex.quote
     lines = ["set -e",
              f"mount -t proc proc {q(root + '/proc')}",
              f"mount --bind /dev {q(root + '/dev')}",
              f"mount -t tmpfs -o mode=1777 shm {q(root + '/dev/shm')}"]
     for path in _dedupe(list(binds) + list(writable_binds)):
+        if path in SYSTEM_DIRS:
+            raise ValueError(f"refusing to bind {path} over the chroot's own")
         target = root + path
         rw = any(os.path.realpath(w) == path for w in writable_binds)
-        lines.append(f"mkdir -p {q(target)}")
+        if os.path.isdir(path):
+            lines.append(f"mkdir -p {q(target)}")
+        else:  # a single file (e.g. /usr/bin/python3.11): bind it over an empty one
+            lines.append(f"mkdir -p {q(os.path.dirname(target))}")
+            lines.append(f"[ -e {q(target)} ] || : > {q(target)}")
         lines.append(f"mount --bind {q(path)} {q(target)}")
         if not rw:
             lines.append(f"mount -o remount,bind,ro {q(target)}")
+    for source, path in overlays:
+        lines.append(f"mount --bind {q(source)} {q(root + path)}")
+        lines.append(f"mount -o remount,bind,ro {q(root + path)}")
     clean = {"PATH": CLEAN_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
     clean.update({k: os.environ[k] for k in PASS_ENV if k in os.environ})
     clean.update(env or {})
@@ -289,12 +300,47 @@ def gimp_version(root=ROOT) -> str:
     return m.group(1)
 
 
-def host_python_paths(python) -> list[str]:
-    """What must be visible in the chroot for `python` (a venv's python) to run: the venv and
-    the Python installation it was made from (sys.base_prefix), found by asking it."""
-    out = subprocess.run([python, "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
-                         capture_output=True, text=True, check=True).stdout.split("\n")
-    return [p for p in out[:2] if p] + [os.path.dirname(os.path.realpath(python))]
+# Never bind these over the chroot's own: it would replace its whole system (GIMP included).
+SYSTEM_DIRS = {"/", "/usr", "/usr/local", "/usr/lib", "/usr/bin", "/bin", "/lib", "/lib64",
+               "/opt", "/etc", "/var", "/tmp", "/root", "/home"}
+_ASK = """import json, os, sys, sysconfig
+p = sysconfig.get_paths()
+print(json.dumps(dict(prefix=sys.prefix, base_prefix=sys.base_prefix,
+                      executable=os.path.realpath(sys.executable),
+                      stdlib=p["stdlib"], platstdlib=p["platstdlib"])))"""
+
+
+def host_python(python, scratch) -> tuple[list[str], list[tuple[str, str]]]:
+    """(binds, overlays) that make `python` (a virtual environment's python) run in the chroot
+    as it does here: the environment and the Python installation it was made from
+    (sys.base_prefix), found by asking it. A self-contained installation (pyenv, uv, conda,
+    /opt/python...) is bound whole. For the system's Python (base prefix /usr) only its
+    interpreter, its standard library and a libpython it links are bound - the rest of /usr
+    stays the chroot's - and, since the environment's bin/python leads through /usr/bin/python3
+    (the chroot's own Python there), its bin folder is overlaid, in the chroot only, with links
+    straight to the interpreter (made under `scratch`, a host folder the chroot can see)."""
+    info = json.loads(subprocess.run([python, "-c", _ASK], capture_output=True, text=True,
+                                     check=True).stdout)
+    binds, overlays = [info["prefix"]], []
+    base = os.path.realpath(info["base_prefix"])
+    if base not in SYSTEM_DIRS:
+        return binds + [base, os.path.dirname(info["executable"])], overlays
+    exe = info["executable"]
+    binds += [exe, info["stdlib"], info["platstdlib"]]
+    ldd = subprocess.run(["ldd", exe], capture_output=True, text=True).stdout
+    binds += [m.group(1) for m in re.finditer(r"=>\s*(\S*libpython\S*)", ldd)]
+    venv_bin = os.path.join(info["prefix"], "bin")
+    links = os.path.join(scratch, "venv-bin")
+    os.makedirs(links, exist_ok=True)
+    for name in os.listdir(venv_bin):
+        link, target = os.path.join(links, name), os.path.join(venv_bin, name)
+        if os.path.lexists(link):
+            continue
+        if name.startswith("python"):
+            os.symlink(exe, link)
+        elif os.path.isfile(target):  # scripts (nst, pip...): their #! names bin/python
+            shutil.copy2(target, link)
+    return binds, [(links, venv_bin)]
 
 
 def main(argv=None):

@@ -35,6 +35,7 @@ class Session:
     python: str
     weights_dir: str
     binds: list = field(default_factory=list)
+    overlays: list = field(default_factory=list)
     build_s: float = 0.0
 
     def inside(self, path) -> str:
@@ -81,7 +82,8 @@ def open_session(packages=chroot.PACKAGES, plugin_dir=None) -> Session:
     python = os.path.join(sys.prefix, "bin", "python")
     s = Session(root=root, version=version, dir=folder, python=python,
                 weights_dir=str(weights_file.parent), build_s=build_s)
-    s.binds = [str(REPO), s.weights_dir] + chroot.host_python_paths(python)
+    python_binds, s.overlays = chroot.host_python(python, scratch=str(folder))
+    s.binds = [str(REPO), s.weights_dir] + python_binds
     s.profile.mkdir(parents=True, exist_ok=True)
     # A fresh profile would greet the user first (GIMP shows its welcome dialog when the
     # profile's config-version is older than GIMP): no welcome dialog, no tips.
@@ -133,7 +135,8 @@ def run_headless(s: Session, script: Path, params: dict, timeout=900):
             "--batch-interpreter=python-fu-eval", "-b", _batch(script)]
     env = s.env(NST_GIMP_TEST_PARAMS=s.inside(s.dir / "params.json"))
     t0 = time.monotonic()
-    proc = chroot.run(argv, binds=s.binds, env=env, root=s.root, timeout=timeout)
+    proc = chroot.run(argv, binds=s.binds, overlays=s.overlays, env=env, root=s.root,
+                      timeout=timeout)
     (s.dir / "gimp-output.txt").write_text(proc.stdout or "")
     return proc, dict(_results(s), seconds=time.monotonic() - t0)
 
@@ -146,7 +149,8 @@ def run_gui(s: Session, script: Path, params: dict, timeout=600):
     env = s.env(NST_GIMP_TEST_PARAMS=s.inside(s.dir / "params.json"))
     argv = ["python3", str(HERE / "gui_driver.py"), s.inside(s.dir), "gimp", _batch(script),
             str(timeout)]
-    proc = chroot.run(argv, binds=s.binds, env=env, root=s.root, timeout=timeout + 60)
+    proc = chroot.run(argv, binds=s.binds, overlays=s.overlays, env=env, root=s.root,
+                      timeout=timeout + 60)
     return proc, _results(s)
 
 
