@@ -1,0 +1,111 @@
+"""End-to-end runs of the engine with the real VGG19 weights on small generated images."""
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import images
+from nst_core.colour import rgb_to_ycc
+from nst_core.engine import stylize
+from nst_core.errors import DeviceError, OptionError, TooLargeError
+from nst_core.options import Options
+
+pytestmark = pytest.mark.slow
+SMALL = dict(size=64, min_size=32, iterations=12)
+
+
+@pytest.fixture(autouse=True)
+def _weights(real_weights):
+    return real_weights
+
+
+def run(content, style, **changes):
+    seen = []
+    result = stylize(content, [style], Options(**dict(SMALL, **changes)), progress=seen.append)
+    return result, seen
+
+
+def test_losses_fall_and_the_image_moves_away_from_the_content(content_image, style_image):
+    result, seen = run(content_image, style_image, min_size=0)  # one scale: one descent
+    losses = [p.loss for p in seen if p.phase == "stylizing"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.size == (64, 48)
+    diff = np.abs(images.to_array(result) - images.to_array(content_image)).mean()
+    assert diff > 0.04  # visibly repainted, on a 0..1 scale
+
+
+def test_progress_runs_coarse_to_fine_and_ends_complete(content_image, style_image):
+    _, seen = run(content_image, style_image)
+    assert seen[0].phase == "loading" and seen[-1].phase == "finishing"
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    scales = [p.scale for p in seen if p.phase == "stylizing"]
+    assert scales == sorted(scales) and scales[-1] == seen[-1].scales > 1
+    assert sum(1 for p in seen if p.phase == "stylizing") == SMALL["iterations"]
+    assert all(p.eta_s is not None and p.eta_s >= 0 for p in seen if p.phase == "stylizing")
+
+
+def test_same_seed_gives_the_same_pixels_and_another_seed_does_not(content_image, style_image):
+    a, _ = run(content_image, style_image, init="noise", seed=3)
+    b, _ = run(content_image, style_image, init="noise", seed=3)
+    c, _ = run(content_image, style_image, init="noise", seed=4)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_arrays_in_give_float_arrays_out_at_the_requested_size(content_image, style_image):
+    content = images.to_array(content_image)
+    result = stylize(content, [images.to_array(style_image)],
+                     Options(size=32, iterations=2, precision="fp32"))
+    assert result.dtype == np.float32 and result.shape == (24, 32, 3)
+    assert 0.0 <= result.min() and result.max() <= 1.0
+
+
+def test_stopping_early_returns_an_image_of_the_final_size(content_image, style_image):
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    result = stylize(content_image, [style_image], Options(**SMALL), should_stop=stop)
+    assert result.size == (64, 48) and len(calls) == 4
+
+
+def test_preserve_colors_keeps_the_content_chroma(content_image, style_image):
+    want = rgb_to_ycc(images.to_array(content_image))[..., 1:]
+
+    def chroma_error(result):
+        return np.abs(rgb_to_ycc(images.to_array(result))[..., 1:] - want).mean()
+
+    kept, _ = run(content_image, style_image, preserve_colors=True)
+    free, _ = run(content_image, style_image)
+    # Only gamut clipping (a new luminance with the old chroma) may shift the colours.
+    assert chroma_error(kept) < 0.04 and chroma_error(kept) < 0.5 * chroma_error(free)
+
+
+def test_two_styles_blend_and_weights_must_match(content_image, style_image):
+    result = stylize(content_image, [style_image, content_image],
+                     Options(size=32, iterations=2, style_blend=(1.0, 2.0)))
+    assert result.size == (32, 24)
+    with pytest.raises(OptionError, match="style_blend has 2 weights for 1 style"):
+        stylize(content_image, [style_image], Options(size=32, style_blend=(1.0, 2.0)))
+
+
+def test_adam_and_average_pooling_also_run(content_image, style_image):
+    result, seen = run(content_image, style_image, optimizer="adam", pooling="avg",
+                       learning_rate=5.0)
+    losses = [p.loss for p in seen if p.phase == "stylizing" and p.scale == seen[-1].scales]
+    assert losses[-1] < losses[0] and result.size == (64, 48)
+
+
+def test_a_size_beyond_the_machines_memory_is_refused_before_any_work(content_image,
+                                                                       style_image):
+    with pytest.raises(TooLargeError, match=r"needs about \d+.* GB of memory.*at most about"):
+        stylize(content_image, [style_image], Options(size=16384))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_an_absent_cuda_device_says_so(content_image, style_image):
+    with pytest.raises(DeviceError, match="'cuda' asked for"):
+        stylize(content_image, [style_image], Options(size=32, device="cuda"))
