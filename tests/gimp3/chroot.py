@@ -66,6 +66,11 @@ def unavailable_reason() -> str | None:
         return "the real-GIMP tests need root (debootstrap, chroot and mounts)"
     if not shutil.which("unshare") or not shutil.which("chroot"):
         return "the real-GIMP tests need util-linux unshare and chroot"
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c",
+                            "mount -t tmpfs none /mnt"], capture_output=True, text=True)
+    if probe.returncode:  # e.g. an unprivileged container
+        return ("the real-GIMP tests need to create mount and PID namespaces and mount "
+                f"(unshare/mount failed here: {probe.stderr.strip()[:200]})")
     if is_complete():
         return None
     if not shutil.which("debootstrap") and not shutil.which("apt-get"):
