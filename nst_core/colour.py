@@ -1,5 +1,5 @@
-"""Preserve the content's colours: keep the result's luminance, take the content's chroma
-(jcjohnson's -original_colors, in YCbCr/BT.601)."""
+"""Preserve the content's colours: the style is transferred on luminance alone, then the result's
+luminance is recombined with the content's chroma (YCbCr, BT.601)."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def preserve_colors(result: np.ndarray, content: np.ndarray) -> np.ndarray:
     ycc = rgb_to_ycc(content)
     ycc[..., 0] = rgb_to_ycc(result)[..., 0]
     return np.clip(ycc_to_rgb(ycc), 0, 1).astype(np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """The image's luminance, repeated in three channels (what VGG expects)."""
+    y = rgb_to_ycc(rgb)[..., :1]
+    return np.ascontiguousarray(np.repeat(np.clip(y, 0, 1), 3, axis=2), dtype=np.float32)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from . import images, losses, weights
-from .colour import preserve_colors
+from .colour import luminance, preserve_colors
 from .device import available_memory, describe, select_device, select_dtype
 from .errors import ImageError, NSTError, OptionError, TooLargeError
 from .options import Options
@@ -73,8 +73,11 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     content_rgb = images.to_array(content)
     style_rgbs = [images.to_array(s) for s in styles]
     device = select_device(options.device)
+    run_content, run_styles = content_rgb, style_rgbs
+    if options.preserve_colors:  # luminance-only transfer (Gatys et al. 2016), colour put back
+        run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
     try:
-        result = _Run(options, content_rgb, style_rgbs, device, progress, should_stop,
+        result = _Run(options, run_content, run_styles, device, progress, should_stop,
                       on_image, image_every).run()
     except torch.cuda.OutOfMemoryError:
         if options.device != "auto":
@@ -82,7 +85,7 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
                                 "or --device cpu") from None
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
         torch.cuda.empty_cache()
-        result = _Run(options, content_rgb, style_rgbs, torch.device("cpu"), progress,
+        result = _Run(options, run_content, run_styles, torch.device("cpu"), progress,
                       should_stop, on_image, image_every).run()
     if options.preserve_colors:
         h, w = result.shape[:2]
@@ -111,7 +114,8 @@ class _Run:
             raise ImageError(f"the output would be {fw}x{fh} pixels; each side needs at least "
                              f"{images.MIN_SIDE} (choose a larger size)")
         self.work = [s[0] * s[1] * n for s, n in self.scales]
-        self.step = 0
+        self.step = 0  # iterations done, over all scales
+        self.done = 0  # work done: pixels x iterations
         self.check_memory()
 
     # -- checks and set-up ----------------------------------------------------------------------
@@ -127,13 +131,14 @@ class _Run:
                 f"{have / 2**30:.1f} GB is free on {self.device.type}; choose a size of at most "
                 f"about {max(fits // 16 * 16, images.MIN_SIDE)} px (long side)")
 
-    def emit(self, phase, scale=0, iteration=0, iterations=0, loss=None, done=0.0, rate=None):
+    def emit(self, phase, scale=0, iteration=0, iterations=0, loss=None, rate=None):
         if self.report is None:
             return
         total = sum(self.work)
+        done = total if phase == "finishing" else self.done
         eta = None if rate is None else (total - done) / rate
         self.report(Progress(phase, scale, len(self.scales), iteration, iterations, self.step,
-                             sum(n for _, n in self.scales), min(done / total, 1.0), loss, eta,
+                             sum(n for _, n in self.scales), done / total, loss, eta,
                              time.perf_counter() - self.start))
 
     def tensor(self, rgb: np.ndarray) -> torch.Tensor:
@@ -152,80 +157,91 @@ class _Run:
         o = self.o
         log.info("stylizing on %s; scales %s", describe(self.device, self.dtype),
                  ", ".join(f"{w}x{h}:{n}" for (w, h), n in self.scales))
-        content_layers, style_layers = o.content_layers, o.style_layers
-        net = VGG19(dict.fromkeys(content_layers + style_layers), o.pooling)
-        net = net.load_weights(weights.load()).to(self.device, memory_format=torch.channels_last)
-        blend = np.asarray(o.style_blend or [1.0] * len(self.styles), dtype=np.float64)
-        blend = blend / blend.sum()
-        weights_ = dict(content=o.resolved("content_weight"),
-                        style=o.resolved("style_weight") * o.strength,
-                        tv=o.resolved("tv_weight"))
-        clamp = o.preset_values.clamp
+        net = VGG19(dict.fromkeys(o.content_layers + o.style_layers), o.pooling)
+        self.net = net.load_weights(weights.load()).to(self.device,
+                                                       memory_format=torch.channels_last)
         content_full = self.tensor(self.content)
         style_full = [self.tensor(s) for s in self.styles]
         generator = torch.Generator().manual_seed(o.seed)
-
-        x = best = None
-        done = 0.0
+        x = None
         for index, ((w, h), iterations) in enumerate(self.scales, start=1):
             content = images.resize(content_full, (w, h))
-            with torch.no_grad(), self.autocast():
-                targets = {k: v.float() for k, v in net(_cl(content), content_layers).items()}
-                grams = {layer: 0.0 for layer in style_layers}
-                for b, style in zip(blend, style_full):
-                    long_side = min(max(w, h), max(style.shape[-2:]))  # never upsample the style
-                    sw, sh = images.fit_size(style.shape[-1], style.shape[-2], long_side)
-                    feats = net(_cl(images.resize(style, (sw, sh))), style_layers)
-                    for layer in style_layers:
-                        grams[layer] = grams[layer] + float(b) * losses.gram(feats[layer])
-            x = self.initial(content, generator) if x is None else images.resize(best, (w, h))
-            if clamp:
-                x = x.clamp(0, 255)
-            # L-BFGS flattens its parameter: keep x contiguous, hand VGG a channels_last copy.
-            x = x.detach().contiguous().requires_grad_(True)
-            opt = self.optimizer(x)
-            best, best_loss = x.detach().clone(), float("inf")
-            scale_start = time.perf_counter()
+            targets, grams = self.targets(content, style_full)
+            x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
+            x, stopped = self.optimise(x, targets, grams, index, iterations)
+            if stopped:
+                break
+        return self.finish(x)
 
-            def closure():
-                nonlocal best, best_loss
-                opt.zero_grad(set_to_none=True)
-                with self.autocast():
-                    feats = net(_cl(x))
-                loss = weights_["content"] * sum(
-                    losses.content_loss(feats[k], targets[k]) for k in content_layers)
-                loss = loss + weights_["style"] * sum(
-                    lw * losses.style_loss(feats[k], grams[k])
-                    for k, lw in zip(style_layers, o.resolved_style_layer_weights()))
-                if weights_["tv"]:
-                    loss = loss + weights_["tv"] * losses.tv_loss(x)
-                if clamp:
-                    loss = loss + RANGE_WEIGHT * losses.range_loss(x)
-                loss.backward()
-                value = loss.item()
-                if not np.isfinite(value):
-                    raise NSTError("the optimisation diverged (the loss is not finite); "
-                                   "try --precision fp32")
-                if value < best_loss:  # the loss belongs to x before this step
-                    best, best_loss = x.detach().clone(), value
-                return loss
+    def targets(self, content: torch.Tensor, styles: list) -> tuple[dict, dict]:
+        """Content features and blended style Gram matrices at this scale, in fp32."""
+        o = self.o
+        h, w = content.shape[-2:]
+        blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
+        with torch.no_grad(), self.autocast():
+            targets = {k: v.float() for k, v in self.net(_cl(content), o.content_layers).items()}
+            grams = {layer: 0.0 for layer in o.style_layers}
+            for b, style in zip(blend / blend.sum(), styles):
+                long_side = min(max(w, h), max(style.shape[-2:]))  # never upsample the style
+                sw, sh = images.fit_size(style.shape[-1], style.shape[-2], long_side)
+                feats = self.net(_cl(images.resize(style, (sw, sh))), o.style_layers)
+                for layer in o.style_layers:
+                    grams[layer] = grams[layer] + float(b) * losses.gram(feats[layer])
+        return targets, grams
 
-            for i in range(1, iterations + 1):
-                if self.should_stop():
-                    log.info("stopped at scale %d, iteration %d", index, i)
-                    return self.finish(best)
-                opt.step(closure)
-                done += w * h
-                self.step += 1
-                elapsed = time.perf_counter() - scale_start
-                rate = (i * w * h) / elapsed if elapsed > 0 else None
-                self.emit("stylizing", index, i, iterations, best_loss, done, rate)
-                if self.on_image and self.image_every and self.step % self.image_every == 0:
-                    self.on_image(self.finish(x.detach(), report=False), self.step)
-            # The last step's result has not been scored; it is the best unless it diverged.
-            with torch.no_grad():
-                best = x.detach().clone()
-        return self.finish(best)
+    def objective(self, x: torch.Tensor, targets: dict, grams: dict) -> torch.Tensor:
+        o = self.o
+        with self.autocast():
+            feats = self.net(_cl(x))
+        loss = o.resolved("content_weight") * sum(
+            losses.content_loss(feats[k], targets[k]) for k in o.content_layers)
+        loss = loss + o.resolved("style_weight") * o.strength * sum(
+            lw * losses.style_loss(feats[k], grams[k])
+            for k, lw in zip(o.style_layers, o.resolved_style_layer_weights()))
+        if o.resolved("tv_weight"):
+            loss = loss + o.resolved("tv_weight") * losses.tv_loss(x)
+        if o.preset_values.clamp:
+            loss = loss + RANGE_WEIGHT * losses.range_loss(x)
+        return loss
+
+    def optimise(self, x, targets, grams, index, iterations) -> tuple[torch.Tensor, bool]:
+        """One scale's iterations; returns (the image, whether should_stop ended them)."""
+        (w, h), _ = self.scales[index - 1]
+        if self.o.preset_values.clamp:
+            x = x.clamp(0, 255)
+        # L-BFGS flattens its parameter: keep x contiguous, hand VGG a channels_last copy.
+        x = x.detach().contiguous().requires_grad_(True)
+        opt = self.optimizer(x)
+        best, best_loss = x.detach().clone(), float("inf")
+
+        def closure():
+            nonlocal best, best_loss
+            opt.zero_grad(set_to_none=True)
+            loss = self.objective(x, targets, grams)
+            loss.backward()
+            value = loss.item()
+            if not np.isfinite(value):
+                raise NSTError("the optimisation diverged (the loss is not finite); "
+                               "try --precision fp32")
+            if value < best_loss:  # the loss belongs to x before this step
+                best, best_loss = x.detach().clone(), value
+            return loss
+
+        start = time.perf_counter()
+        for i in range(1, iterations + 1):
+            if self.should_stop():
+                log.info("stopped at scale %d, iteration %d", index, i)
+                return best, True
+            opt.step(closure)
+            self.step += 1
+            self.done += w * h
+            elapsed = time.perf_counter() - start
+            rate = (i * w * h) / elapsed if elapsed > 0 else None
+            self.emit("stylizing", index, i, iterations, best_loss, rate)
+            if self.on_image and self.image_every and self.step % self.image_every == 0:
+                self.on_image(self.finish(x.detach(), report=False), self.step)
+        # The last step's result has not been scored; it is the best unless it diverged.
+        return x.detach(), False
 
     def initial(self, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         init = self.o.resolved("init")
@@ -255,7 +271,7 @@ class _Run:
         with torch.no_grad():
             x = images.resize(x.float(), (w, h)).clamp(0, 255) / 255.0
         if report:
-            self.emit("finishing", len(self.scales), done=sum(self.work))
+            self.emit("finishing", len(self.scales))
         return x[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 

@@ -37,7 +37,7 @@ class Preset:
     style_weight: float = 100.0
     tv_weight: float = 1e-3
     precision: str = "auto"
-    clamp: bool = True  # keep pixels in 0..255 while optimising, so the saved image is what was scored
+    clamp: bool = True  # keep pixels in 0..255 while optimising: what is saved is what was scored
 
 
 PRESETS = {
@@ -190,11 +190,11 @@ class Options:
             sizes, base = sizes[-self.iterations:], base[-self.iterations:]
             shares = [b * self.iterations / sum(base) for b in base]
             iterations = [max(1, math.floor(x)) for x in shares]
-            by_remainder = sorted(range(len(shares)), key=lambda i: shares[i] - math.floor(shares[i]),
-                                  reverse=True)
+            by_remainder = sorted(range(len(shares)), reverse=True,
+                                  key=lambda i: shares[i] - math.floor(shares[i]))
             for i in by_remainder[: self.iterations - sum(iterations)]:
                 iterations[i] += 1
-            while sum(iterations) > self.iterations:  # minimums of 1 overshot: take from the biggest
+            while sum(iterations) > self.iterations:  # the minimums of 1 overshot: trim the biggest
                 iterations[iterations.index(max(iterations))] -= 1
         return list(zip(sizes, iterations))
 

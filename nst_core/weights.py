@@ -208,7 +208,8 @@ def load(path: Path | None = None) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"the weights file {path} is damaged ({e}). "
                            "Run `nst weights fetch --force`.") from None
-    expected = {f"features.{i}.{kind}" for i in conv_names().values() for kind in ("weight", "bias")}
+    expected = {f"features.{i}.{kind}" for i in conv_names().values()
+                for kind in ("weight", "bias")}
     if set(tensors) != expected:
         raise WeightsError(f"the weights file {path} does not hold the 16 VGG19 conv layers. "
                            "Run `nst weights fetch --force`.")

@@ -3,7 +3,7 @@
 Three layers of tests: registration and Python 2.7 compatibility; the plug-in's logic with
 nst_bridge.run replaced by a stand-in that checks what it is sent (fast); and real runs
 through the bridge: its error paths need no engine, the end-to-end runs need the VGG19
-weights (marked slow, skipped when the weights are missing).
+weights (marked slow; missing weights fail the test).
 """
 
 from __future__ import annotations
@@ -554,16 +554,7 @@ def test_core_not_configured(fu, plugin, style_png, tmp_path, monkeypatch):
     assert_untouched(fu, image, ["L"])
 
 
-def _weights_present():
-    try:
-        from nst_core.weights import weights_path
-    except Exception:  # noqa: BLE001 - the engine is not importable: nothing to run
-        return False
-    return weights_path().is_file()
-
-
-real_core = pytest.mark.skipif(not _weights_present(),
-                               reason="VGG19 weights missing (`nst weights fetch`)")
+real_core = pytest.mark.usefixtures("real_weights")  # `make test` fetches them; missing: fail
 
 
 @pytest.fixture

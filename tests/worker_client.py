@@ -27,17 +27,8 @@ DTYPES = {"u8": "<u1", "u16": "<u2", "f32": "<f4"}
 FULL = {"u8": 255, "u16": 65535, "f32": 1.0}
 
 
-def _weights_installed() -> bool:
-    try:
-        from nst_core.weights import weights_path
-
-        return weights_path().exists()
-    except Exception:  # noqa: BLE001
-        return False
-
-
-needs_weights = pytest.mark.skipif(
-    not _weights_installed(), reason="VGG19 weights not installed: run `nst weights fetch`")
+# The weights are part of the test set-up (`make test` fetches them): missing ones fail loudly.
+needs_weights = pytest.mark.usefixtures("real_weights")
 engine_run = [pytest.mark.slow, needs_weights]
 
 
