@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp lint bench clean
+.PHONY: setup weights demo test test-fast test-gimp lint bench install uninstall clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,13 @@ lint: setup
 
 bench: weights
 	$(BIN)/python bench/bench.py
+
+# Into every GIMP found, with its own environment (see installer/install.py --help).
+install:
+	$(PYTHON) installer/install.py
+
+uninstall:
+	$(PYTHON) installer/install.py --uninstall
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -344,14 +344,14 @@ class _Reader(threading.Thread):
                 if not line:
                     self.queue.put(("eof",))
                     return
-                error = self._handle(line)
+                error = self._handle_line(line)
                 if error:
                     self.queue.put(("garbage", error))
                     return
         except Exception as e:  # noqa: BLE001 - reported to the main thread
             self.queue.put(("garbage", "reading its output failed (%s)" % e))
 
-    def _handle(self, line):
+    def _handle_line(self, line):
         if not line.endswith(b"\n"):
             return "its output ended in the middle of a message"
         try:

@@ -80,4 +80,17 @@ def run_demo(out: Path, size: int = 384):
     yield f"content: {out / 'content.png'}\nstyle:   {out / 'style.png'}"
     result = stylize(content, [style], Options(size=size))
     images.save_image(result, out / "result.png")
-    yield f"result:  {out / 'result.png'}"
+    images.save_image(side_by_side([content, style, result]), out / "before-after.png")
+    yield f"result:  {out / 'result.png'}\nall three side by side: {out / 'before-after.png'}"
+
+
+def side_by_side(pictures, height: int = 288, gap: int = 8) -> Image.Image:
+    scaled = [p.resize((round(p.width * height / p.height), height), Image.LANCZOS)
+              for p in pictures]
+    strip = Image.new("RGB", (sum(p.width for p in scaled) + gap * (len(scaled) - 1), height),
+                      "white")
+    x = 0
+    for p in scaled:
+        strip.paste(p, (x, 0))
+        x += p.width + gap
+    return strip

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
 # Keeping pixels in 0..255 by clamping after each step breaks L-BFGS's curvature pairs (the loss
 # climbs); a smooth penalty on the excess keeps the problem smooth and the image in range.
+BLOW_UP = 100.0  # a step that multiplies the best loss by this much has diverged
 RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px (bench); 1 keeps a margin
 # Working memory per output pixel, measured at 512 px (bench/): activations kept for the backward
 # pass, the L-BFGS history (2 x 100 RGB vectors) and the optimiser's copies.
@@ -220,9 +221,8 @@ class _Run:
             loss = self.objective(x, targets, grams)
             loss.backward()
             value = loss.item()
-            if not np.isfinite(value):
-                raise NSTError("the optimisation diverged (the loss is not finite); "
-                               "try --precision fp32")
+            if not np.isfinite(value) or value > BLOW_UP * best_loss:
+                raise _Diverged(value)
             if value < best_loss:  # the loss belongs to x before this step
                 best, best_loss = x.detach().clone(), value
             return loss
@@ -232,7 +232,20 @@ class _Run:
             if self.should_stop():
                 log.info("stopped at scale %d, iteration %d", index, i)
                 return best, True
-            opt.step(closure)
+            try:
+                opt.step(closure)
+            except _Diverged as e:
+                # Plain L-BFGS (no line search, as jcjohnson's) can overshoot from a poor
+                # first curvature estimate, mostly on tiny or flat images. Go back to the best
+                # image and finish the scale with Adam, whose steps are bounded.
+                if isinstance(opt, torch.optim.Adam):
+                    raise NSTError("the optimisation diverged; try another preset, seed or a "
+                                   "lower style strength") from None
+                log.warning("scale %d, iteration %d: the loss jumped to %.3g; going on from the "
+                            "best image with Adam", index, i, e.args[0])
+                with torch.no_grad():
+                    x.copy_(best)
+                opt = torch.optim.Adam([x], lr=self.o.learning_rate)
             self.step += 1
             self.done += w * h
             elapsed = time.perf_counter() - start
@@ -273,6 +286,10 @@ class _Run:
         if report:
             self.emit("finishing", len(self.scales))
         return x[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+class _Diverged(Exception):
+    """The loss blew up (args[0]: its value)."""
 
 
 def _cl(t: torch.Tensor) -> torch.Tensor:

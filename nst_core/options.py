@@ -71,7 +71,7 @@ class Options:
         None, "total iterations over all scales (split between scales as the preset does)",
         metavar="N")
     optimizer: str | None = _opt(None, "optimiser", choices=OPTIMIZERS)
-    learning_rate: float = _opt(1.0, "Adam's step size, in 0..255 pixel units", metavar="LR")
+    learning_rate: float = _opt(5.0, "Adam's step size, in 0..255 pixel units", metavar="LR")
     init: str | None = _opt(
         None, 'starting image: "content", "noise", "style" or an image file', metavar="INIT")
     seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N")

@@ -107,7 +107,7 @@ def _variants(tmp_path):
     base = picture(48, 40)
     rgba = base.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((48, 40)))
-    grey16 = Image.fromarray((np.asarray(base.convert("L"), np.uint16) * 257))
+    grey16 = Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257)
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: the output must come out upright (40x48)
     files = {"alpha.png": rgba, "grey.png": base.convert("L"), "palette.gif": base.convert("P"),
