@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
 # Keeping pixels in 0..255 by clamping after each step breaks L-BFGS's curvature pairs (the loss
 # climbs); a smooth penalty on the excess keeps the problem smooth and the image in range.
-BLOW_UP = 100.0  # a step that multiplies the best loss by this much has diverged
+BLOW_UP = 1e6  # a step that multiplies the best loss by this much has diverged
 RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px (bench); 1 keeps a margin
 # Working memory per output pixel, measured at 512 px (bench/): activations kept for the backward
 # pass, the L-BFGS history (2 x 100 RGB vectors) and the optimiser's copies.
@@ -235,17 +235,24 @@ class _Run:
             try:
                 opt.step(closure)
             except _Diverged as e:
-                # Plain L-BFGS (no line search, as jcjohnson's) can overshoot from a poor
-                # first curvature estimate, mostly on tiny or flat images. Go back to the best
-                # image and finish the scale with Adam, whose steps are bounded.
+                # Plain L-BFGS (no line search, as jcjohnson's) overshoots now and then and
+                # mostly recovers; a jump it cannot recover from (seen on tiny, flat images) sends
+                # it back to the best image with a fresh history, and a second one to Adam,
+                # whose steps are bounded.
                 if isinstance(opt, torch.optim.Adam):
                     raise NSTError("the optimisation diverged; try another preset, seed or a "
                                    "lower style strength") from None
+                restarted = getattr(opt, "restarted", False)
                 log.warning("scale %d, iteration %d: the loss jumped to %.3g; going on from the "
-                            "best image with Adam", index, i, e.args[0])
+                            "best image with %s", index, i, e.args[0],
+                            "Adam" if restarted else "a fresh L-BFGS")
                 with torch.no_grad():
                     x.copy_(best)
-                opt = torch.optim.Adam([x], lr=self.o.learning_rate)
+                if restarted:
+                    opt = torch.optim.Adam([x], lr=self.o.learning_rate)
+                else:
+                    opt = self.optimizer(x)
+                    opt.restarted = True
             self.step += 1
             self.done += w * h
             elapsed = time.perf_counter() - start

@@ -9,11 +9,18 @@ import torch.nn.functional as F
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
-    """Gram matrix of (1, C, H, W) features divided by C*H*W, computed in fp32."""
+    """Gram matrix of (1, C, H, W) features divided by C*H*W, returned in fp32.
+
+    bf16 features are multiplied in bf16 (the sums accumulate in fp32; only the result is rounded,
+    about 1.5e-3 relative): on the CPU that is 4x faster than an fp32 Gram, which otherwise took a
+    third of each iteration. fp16 would overflow, so fp16 and fp32 features are multiplied in fp32.
+    """
     _, c, h, w = features.shape
+    if features.dtype != torch.bfloat16:
+        features = features.float()
     # (H*W, C) is a view for channels_last tensors: no copy before the matmul.
-    flat = features.float().permute(0, 2, 3, 1).reshape(h * w, c)
-    return (flat.T @ flat) / (c * h * w)
+    flat = features.permute(0, 2, 3, 1).reshape(h * w, c)
+    return (flat.T @ flat).float() / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -26,8 +26,15 @@ def test_gram_matches_the_textbook_formula_and_accepts_channels_last():
                           atol=1e-6)
 
 
-def test_gram_of_bf16_features_is_computed_in_fp32():
-    assert losses.gram(torch.rand(1, 3, 4, 4).bfloat16()).dtype == torch.float32
+def test_gram_of_low_precision_features_is_fp32_and_close_to_the_fp32_gram():
+    f = torch.rand(1, 64, 48, 64) * 100
+    exact = losses.gram(f)
+    for dtype in (torch.bfloat16, torch.float16):
+        g = losses.gram(f.to(dtype))
+        assert g.dtype == torch.float32
+        assert (g - exact).norm() / exact.norm() < 1e-2
+    big = torch.full((1, 8, 64, 64), 1000.0).half()  # sums of 4096 x 1e6: beyond fp16's range
+    assert torch.isfinite(losses.gram(big)).all()
 
 
 def test_content_and_style_losses_are_zero_at_the_target_and_positive_elsewhere():
