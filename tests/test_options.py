@@ -30,12 +30,14 @@ def test_explicit_values_override_the_preset():
     assert o.resolved("init") == "content" and o.resolved("style_weight") == 50.0
 
 
-def test_schedule_grows_by_sqrt2_from_128_with_fewer_iterations_at_big_scales():
-    sizes, iterations = zip(*Options().schedule(512))
+def test_schedule_grows_by_sqrt2_from_128_and_works_most_where_pixels_are_cheap():
+    schedule = Options().schedule(512)
+    sizes = [s for s, _ in schedule]
     assert sizes[0] == 128 and sizes[-1] == 512
     for a, b in zip(sizes, sizes[1:]):
         assert b / a == pytest.approx(math.sqrt(2), rel=0.02)
-    assert list(iterations) == sorted(iterations, reverse=True)
+    # Most iterations run below the output size, where an iteration costs a fraction.
+    assert sum(n for s, n in schedule if s < 512) > 2 * schedule[-1][1]
 
 
 def test_iterations_option_sets_the_exact_total():
