@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp lint bench install uninstall clean
+.PHONY: setup weights demo test test-fast test-gimp lint bench screenshot install uninstall clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ lint: setup
 
 bench: weights
 	$(BIN)/python bench/bench.py
+
+# docs/gimp-dialog.png: the dialog in a real GIMP 3 window (Xvfb in the test chroot).
+screenshot: weights
+	tests/gimp3/screenshot.sh docs/gimp-dialog.png
 
 # Into every GIMP found, with its own environment (see installer/install.py --help).
 install:

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -567,7 +568,7 @@ def _setup_logging(level: str) -> None:
     root.setLevel(level)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(
         prog="nst worker",
         description="Serve one stylisation request from a GIMP plug-in on stdin/stdout "
@@ -592,10 +593,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("nst_core %s worker, Python %s, pid %d", __version__, sys.version.split()[0],
              os.getpid())
     try:
-        return serve(FdReader(0), FdWriter(out_fd))
+        code = serve(FdReader(0), FdWriter(out_fd))
     finally:
         for handler in logging.getLogger().handlers:
             handler.flush()
+        sys.stderr.flush()
+    # One request per process: skip the interpreter's teardown (torch's threads took ~2 s),
+    # which the plug-in would otherwise wait for before it can add the layer.
+    os._exit(code)
 
 
 if __name__ == "__main__":
