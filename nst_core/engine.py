@@ -30,9 +30,10 @@ LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
 # Keeping pixels in 0..255 by clamping after each step breaks L-BFGS's curvature pairs (the loss
 # climbs); a smooth penalty on the excess keeps the problem smooth and the image in range.
 BLOW_UP = 1e6  # a step that multiplies the best loss by this much has diverged
-RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px (bench); 1 keeps a margin
-# Working memory per output pixel, measured at 512 px (bench/): activations kept for the backward
-# pass, the L-BFGS history (2 x 100 RGB vectors) and the optimiser's copies.
+RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px; 1 keeps a margin
+# Working memory per output pixel, on the safe side: activations kept for the backward pass, the
+# L-BFGS history (2 x 100 RGB vectors) and the optimiser's copies. bench/ saw 1.13 GiB peak at
+# 512x384 in bf16, about 0.5 GiB of it fixed: about 3.2 KB per pixel.
 BYTES_PER_PIXEL = {torch.float32: 4400, torch.bfloat16: 3800, torch.float16: 3800}
 FIXED_BYTES = 400 << 20  # weights, the interpreter, torch itself
 

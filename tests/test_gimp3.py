@@ -25,8 +25,8 @@ GUI_CHECKS = harness.HERE / "gui_checks.py"
 STYLE_NAME = "test-stripes"
 OPTIONS = {"preset": "draft", "size": 48, "strength": 1.0, "preserve-colors": False,
            "device": "cpu", "seed": 0}
-# Long enough to be cancelled mid-run: a single scale of 160 px, many iterations.
-CANCEL_OPTIONS = {"preset": "high", "size": 160}
+# Long enough to be cancelled mid-run: two scales (181, 256 px), 160 iterations.
+CANCEL_OPTIONS = {"preset": "high", "size": 256}
 
 
 def _unavailable(reason):

@@ -2,22 +2,20 @@
 
     python -m tests.gimp3.screenshot [docs/gimp-dialog.png]     (or tests/gimp3/screenshot.sh)
 
-Opens ../shared/images/tubingen.jpg (a generated picture where that is missing) in GIMP 3, runs
-Filters > Artistic > Neural Style Transfer... interactively with starry_night.jpg as the style,
+Opens the demo's landscape (nst_core/demo.py) in GIMP 3, runs
+Filters > Artistic > Neural Style Transfer... interactively with the demo's swirls as the style,
 grabs the screen while the dialog is open (Xvfb's frame buffer, an XWD file), then cancels.
 Not part of the test suite.
 """
 
 from __future__ import annotations
 
-import shutil
 import struct
 import sys
 from pathlib import Path
 
 from tests.gimp3 import chroot, harness
 
-SHARED = harness.REPO.parent / "shared" / "images"
 MAX_BYTES = 300_000
 
 
@@ -73,18 +71,14 @@ def main(argv=None):
         print(f"cannot make the screenshot here: {e}", file=sys.stderr)
         return 2
     try:
-        style = s.dir / "starry_night.jpg"
-        if (SHARED / "starry_night.jpg").exists():
-            shutil.copyfile(SHARED / "starry_night.jpg", style)
-        else:
-            from tests.conftest import stripes
+        # The demo's own pictures (nst_core/demo.py): images the project may ship.
+        from nst_core.demo import landscape, swirls
 
-            style = s.dir / "stripes.png"
-            stripes(256, 256).save(style)
-        params = {"mode": "screenshot", "style": s.inside(style), "options": {}}
-        if (SHARED / "tubingen.jpg").exists():
-            shutil.copyfile(SHARED / "tubingen.jpg", s.dir / "tubingen.jpg")
-            params["content"] = s.inside(s.dir / "tubingen.jpg")
+        style, content = s.dir / "swirls.png", s.dir / "landscape.png"
+        swirls().save(style)
+        landscape(640, 480).save(content)
+        params = {"mode": "screenshot", "style": s.inside(style), "options": {},
+                  "content": s.inside(content)}
         proc, results = harness.run_gui(s, harness.HERE / "gui_checks.py", params, timeout=300)
         screen = s.dir / "screen.xwd"
         if not screen.exists():
