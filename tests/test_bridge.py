@@ -37,6 +37,19 @@ import nst_bridge  # noqa: E402
 CORE = [sys.executable, "-m", "nst_core.worker"]
 
 
+def test_plugin_choices_and_defaults_are_the_cores():
+    """GIMP's Python cannot import nst_core (no torch), so the bridge repeats what the plug-ins
+    show; this keeps it equal to the one definition in nst_core/options.py."""
+    from nst_core.options import DEVICES, PRESETS, Options
+
+    assert nst_bridge.PRESETS == tuple(PRESETS)
+    assert nst_bridge.DEVICES == DEVICES
+    defaults = Options()
+    for name, value in nst_bridge.DEFAULTS.items():
+        assert getattr(defaults, name) == value, name
+    assert Options.from_dict(nst_bridge.core_options({"size": 0})).size is None
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Logs under this test's tmp dir; no NST_CORE_COMMAND unless a test sets one."""
