@@ -78,17 +78,20 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     run_content, run_styles = content_rgb, style_rgbs
     if options.preserve_colors:  # luminance-only transfer (Gatys et al. 2016), colour put back
         run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
+
+    def run_on(dev: torch.device) -> np.ndarray:
+        return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
+                    image_every).run()
+
     try:
-        result = _Run(options, run_content, run_styles, device, progress, should_stop,
-                      on_image, image_every).run()
+        result = run_on(device)
     except torch.cuda.OutOfMemoryError:
         if options.device != "auto":
             raise TooLargeError(f"out of GPU memory on {device}; choose a smaller output size "
                                 "or --device cpu") from None
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
         torch.cuda.empty_cache()
-        result = _Run(options, run_content, run_styles, torch.device("cpu"), progress,
-                      should_stop, on_image, image_every).run()
+        result = run_on(torch.device("cpu"))
     if options.preserve_colors:
         h, w = result.shape[:2]
         result = preserve_colors(result, images.resize_array(content_rgb, (w, h)))
