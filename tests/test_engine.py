@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nst_core import images
 from nst_core.colour import rgb_to_ycc
@@ -73,15 +74,16 @@ def test_stopping_early_returns_an_image_of_the_final_size(content_image, style_
 
 
 def test_preserve_colors_keeps_the_content_chroma(content_image, style_image):
-    want = rgb_to_ycc(images.to_array(content_image))[..., 1:]
-
-    def chroma_error(result):
-        return np.abs(rgb_to_ycc(images.to_array(result))[..., 1:] - want).mean()
-
-    kept, _ = run(content_image, style_image, preserve_colors=True)
-    free, _ = run(content_image, style_image)
-    # Only gamut clipping (a new luminance with the old chroma) may shift the colours.
-    assert chroma_error(kept) < 0.04 and chroma_error(kept) < 0.5 * chroma_error(free)
+    # Muted colours, as in most photos: a new luminance with the old chroma mostly fits in RGB.
+    content = Image.blend(content_image, Image.new("RGB", content_image.size, "grey"), 0.6)
+    result, _ = run(content, style_image, preserve_colors=True)
+    rgb = images.to_array(result)
+    got = rgb_to_ycc(rgb)[..., 1:]
+    want = rgb_to_ycc(images.to_array(content))[..., 1:]
+    # Where the new luminance with the old chroma fits in RGB (not clipped), the colour is kept.
+    inside = ((rgb > 0.01) & (rgb < 0.99)).all(axis=2)
+    assert inside.mean() > 0.25
+    assert np.abs(got - want)[inside].max() < 0.01
 
 
 def test_two_styles_blend_and_weights_must_match(content_image, style_image):
