@@ -7,6 +7,7 @@ The CLI (`nst stylize --help`), the worker (request "options") and the Python AP
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from .errors import OptionError
@@ -133,6 +134,9 @@ class Options:
         _check_choice(self.pooling, "pooling", POOLINGS)
         if self.init is not None and not (isinstance(self.init, str) and self.init):
             raise OptionError('init must be "content", "noise", "style" or an image file')
+        if self.init not in (None, *INITS) and not os.path.isfile(self.init):
+            raise OptionError(f'init image {self.init} does not exist (init must be "content", '
+                              '"noise", "style" or an image file)')
         if not isinstance(self.preserve_colors, bool):
             raise OptionError("preserve_colors must be true or false")
         if not isinstance(self.device, str) or not (

@@ -65,6 +65,7 @@ def test_size_keep_uses_the_content_size():
     (dict(style_layer_weights=(1.0,)), "style_layer_weights needs 5 weights"),
     (dict(style_blend=(0.0, 0.0)), "must not all be zero"),
     (dict(seed=-3), "seed must be at least 0"),
+    (dict(init="no-such-picture.png"), "init image no-such-picture.png does not exist"),
 ])
 def test_bad_values_name_the_option(changes, words):
     with pytest.raises(OptionError, match=words.replace("(", r"\(")):
