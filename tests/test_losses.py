@@ -55,3 +55,12 @@ def test_tv_loss_is_zero_on_flat_images_and_counts_neighbour_differences():
     step = torch.zeros(1, 1, 3, 3)
     step[..., :, 2] = 2.0  # one vertical edge: 2 rows (of 2 compared) see a jump of 2
     assert losses.tv_loss(step).item() == pytest.approx(0.5 * 2 * 4)
+
+
+def test_gram_gradient_matches_autograd_of_the_plain_formula():
+    f = torch.rand(1, 5, 6, 7, requires_grad=True)
+    target = torch.rand(5, 5)
+    ours = torch.autograd.grad(losses.style_loss(f, target), f)[0]
+    flat = f.reshape(5, -1)
+    plain = torch.autograd.grad(((flat @ flat.T / f.numel() - target) ** 2).mean(), f)[0]
+    assert torch.allclose(ours, plain, atol=1e-6)
