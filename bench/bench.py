@@ -90,18 +90,20 @@ def run_child(options: dict, out: Path) -> dict:
 # -- speed -----------------------------------------------------------------------------------------
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
+def times_of(fn, repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times
 
 
 def conv_peak(dtype: torch.dtype) -> float:
-    """GFLOP/s of one 512->512 3x3 convolution on 64x64, channels_last."""
+    """GFLOP/s of one 512->512 3x3 convolution on 64x64, channels_last: the best of 30 runs
+    (a peak; a median would let a moment of load on the shared machine lower it)."""
     conv = torch.nn.Conv2d(512, 512, 3, padding=1).to(memory_format=torch.channels_last)
     x = torch.randn(1, 512, 64, 64).contiguous(memory_format=torch.channels_last)
     flops = 2 * 512 * 512 * 9 * 64 * 64
@@ -110,7 +112,7 @@ def conv_peak(dtype: torch.dtype) -> float:
         with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             conv(x)
 
-    return flops / median_time(run, 10) / 1e9
+    return flops / min(times_of(run, 30, warmup=3)) / 1e9
 
 
 def vgg_flops(w: int, h: int, net: VGG19) -> float:
@@ -126,7 +128,7 @@ def vgg_flops(w: int, h: int, net: VGG19) -> float:
 
 
 def iteration_ms(long_side: int, dtype: torch.dtype) -> tuple[float, float]:
-    """Median ms of one full iteration (forward, losses, backward) and its GFLOP."""
+    """Median ms of one full iteration (forward, losses, backward; median of 5) and its GFLOP."""
     o = Options()
     net = VGG19(o.content_layers + o.style_layers).load_weights(weights.load())
     net = net.to(memory_format=torch.channels_last)
@@ -144,7 +146,7 @@ def iteration_ms(long_side: int, dtype: torch.dtype) -> tuple[float, float]:
         loss.backward()
         x.grad = None
 
-    return median_time(step, 5) * 1000, vgg_flops(w, h, net) / 1e9
+    return float(np.median(times_of(step, 5))) * 1000, vgg_flops(w, h, net) / 1e9
 
 
 # -- main ------------------------------------------------------------------------------------------
