@@ -8,7 +8,7 @@ On ../shared/images/tubingen.jpg x starry_night.jpg at 512 px long side (512x384
      classic preset defines it, scored on the saved 8-bit image) for `classic` and the default.
 Each stylize run is a subprocess, so its peak memory (max RSS) is its own.
 
-    python bench/bench.py                # everything (about 30 minutes on 2 CPU cores)
+    python bench/bench.py                # everything (about 20 minutes on 2 CPU cores)
     python bench/bench.py --skip-classic # the rest (a few minutes)
 """
 
