@@ -42,15 +42,20 @@ def _mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
-def cpu_flags() -> set[str]:
-    """CPU feature flags (Linux /proc/cpuinfo); empty where unknown."""
+def _cpuinfo(field: str) -> str | None:
+    """A field of Linux's /proc/cpuinfo (first CPU), or None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags (Linux); empty where unknown."""
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -59,13 +64,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def select_dtype(precision: str, device: torch.device) -> torch.dtype:

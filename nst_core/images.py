@@ -18,9 +18,11 @@ WRITABLE = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 Image.MAX_IMAGE_PIXELS = 400_000_000  # PIL's bomb guard; beyond this no style transfer fits
 
 
-def load_image(source, what: str = "image") -> Image.Image:
-    """An image file (path or bytes) as upright RGB; ImageError names the file and the problem."""
-    name = "the given bytes" if isinstance(source, (bytes, bytearray)) else str(source)
+def load_image(source, what: str = "image", name: str | None = None) -> Image.Image:
+    """An image file (path or bytes) as upright RGB; ImageError names the file and the problem.
+    `name`: what to call the file in messages (for bytes, e.g. the file the user chose)."""
+    if name is None:
+        name = "the given bytes" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
         if isinstance(source, (bytes, bytearray)):
             img = Image.open(io.BytesIO(source))

@@ -29,7 +29,7 @@ from typing import NoReturn
 import numpy as np
 
 from . import protocol
-from .errors import Cancelled, ImageError, NSTError, ProtocolError, TooLargeError
+from .errors import Cancelled, NSTError, ProtocolError, TooLargeError
 from .options import Options
 
 log = logging.getLogger("nst_core.worker")
@@ -224,18 +224,6 @@ def encode(x: np.ndarray, fmt: str) -> np.ndarray:
     if fmt == "f32":
         return x.astype(DTYPES[fmt])
     return np.round(np.clip(x, 0.0, 1.0) * FULL_SCALE[fmt]).astype(DTYPES[fmt])
-
-
-def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize float HxWx3 with Lanczos, in float (no 8-bit step), clamped to 0..1."""
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    from PIL import Image
-
-    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., i], dtype=np.float32))
-                         .resize((width, height), Image.Resampling.LANCZOS))
-              for i in range(rgb.shape[2])]
-    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0)
 
 
 def split_content(job: Job):
@@ -466,10 +454,10 @@ def run_job(job: Job, session: Session) -> bytes:
     session.progress(force=True, phase="loading", fraction=0.0, elapsed_s=0.0)
     t0 = time.monotonic()
     from .engine import stylize  # torch loads here, after the request is known to be good
-    from .images import load_image
+    from .images import load_image, resize_array
 
     rgb, alpha = split_content(job)
-    styles = [_load_style(load_image, name, data)
+    styles = [load_image(data, what="style image", name=name)
               for (name, _), data in zip(job.styles, job.style_data)]
     job.style_data = []
     log.info("imported the engine and decoded the images in %.2f s; device option %r",
@@ -478,8 +466,7 @@ def run_job(job: Job, session: Session) -> bytes:
         raise session.cancelled()
 
     def on_progress(p) -> None:
-        body = dataclasses.asdict(p) if dataclasses.is_dataclass(p) else dict(p)
-        session.progress(**{k: body[k] for k in PROGRESS_FIELDS if k in body})
+        session.progress(**dataclasses.asdict(p))
 
     t1 = time.monotonic()
     out = stylize(rgb, styles, job.options, progress=on_progress, should_stop=session.stop.is_set)
@@ -492,22 +479,12 @@ def run_job(job: Job, session: Session) -> bytes:
     if out.shape[:2] != (job.height, job.width):
         log.info("resizing the engine's %dx%d result to %dx%d", out.shape[1], out.shape[0],
                  job.width, job.height)
-    out = resize(out, job.width, job.height)
+    out = resize_array(out, (job.width, job.height))  # in float: no 8-bit step
     data = assemble(job, out, rgb, alpha)
     if session.last_progress["phase"] != "finishing":
         session.progress(force=True, phase="finishing", fraction=1.0, eta_s=0.0,
                          elapsed_s=time.monotonic() - t0)
     return data
-
-
-def _load_style(load_image, name: str, data: bytes):
-    try:
-        return load_image(data, what="style image")
-    except ImageError as e:  # name the file the user chose, not "the given bytes"
-        message = e.message.replace("the given bytes", repr(name))
-        if name not in message:
-            message = f"{name}: {message}"
-        raise ImageError(message) from None
 
 
 def serve(reader, writer) -> int:
