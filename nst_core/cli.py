@@ -136,8 +136,7 @@ def cmd_stylize(args) -> int:
                          on_image=save_step if args.save_every else None,
                          image_every=args.save_every)
     if alpha is not None:
-        alpha = images.resize_array(alpha[..., None].repeat(3, 2),
-                                    (result.shape[1], result.shape[0]))[..., 0]
+        alpha = images.resize_array(alpha[..., None], (result.shape[1], result.shape[0]))[..., 0]
     images.save_image(images.to_pil(result, alpha), output)
     print(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
     return 0

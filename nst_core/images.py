@@ -105,6 +105,7 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxWxC float array in 0..1 to (w, h), clamped to 0..1."""
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
     return resize(t, size)[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
