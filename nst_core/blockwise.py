@@ -1,0 +1,272 @@
+"""The whole-image objective and its gradient, evaluated block by block.
+
+This is Galerne, Raad, Lezama and Morel's "Scaling Painting Style Transfer" in our terms (see
+DESIGN.md section 8). Every term of the objective is a sum over positions: the Gram matrices
+G = (1/CHW) sum_p f_p f_p^T, the content MSE and (on the whole image, where it is cheap) TV and
+the range penalty. So:
+
+- pass 1, no autograd: run every block with a margin that covers the deepest layer's receptive
+  field, keep each layer's features over the block's core only, and add up the Gram matrices and
+  the content loss. That gives the exact whole-image loss, and dL/dG for every style layer.
+- pass 2: run each block again with autograd and back-propagate the surrogate
+  <dL/dG, G_block> + content loss on the core. Its gradient is the block's exact share of the
+  whole-image gradient (margins included); the shares add up to the whole-image gradient.
+
+Blocks start on multiples of 16 so that VGG's four poolings see the same windows as on the whole
+image, and a block that reaches the image's border has the same zero padding there. Hence no
+seams, by construction: tests/test_blockwise.py checks loss and gradient against the whole image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import losses
+
+STRIDE = 16  # VGG19's four 2x2 poolings: blocks start on multiples of this
+LAYER_STRIDE = {1: 1, 2: 2, 3: 4, 4: 8, 5: 16}  # relu<block>_k: pixels per feature
+
+
+def layer_stride(layer: str) -> int:
+    return LAYER_STRIDE[int(layer[4])]
+
+
+def margin_for(layers) -> int:
+    """Pixels a block needs beyond its core so that its core features at `layers` are exact.
+
+    Each 3x3 convolution reaches one feature further, i.e. its stride in pixels; the poolings
+    start on the 16-px grid and reach no further. relu5_1: 2x1 + 2x2 + 4x4 + 4x8 + 1x16 = 70 px,
+    so 80; relu4_2: 38, so 48. (Measured: 16 px less gives gradients off by 1e-6 to 1e-2.)"""
+    reach = 0
+    for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)):
+        deepest = max((int(k[6:]) for k in layers if int(k[4]) == block), default=0)
+        if any(int(k[4]) > block for k in layers):
+            deepest = convs
+        reach += deepest * LAYER_STRIDE[block]
+    return -(-reach // STRIDE) * STRIDE
+
+
+MARGIN = margin_for(("relu5_1",))  # the default style layers' deepest: 80
+
+
+@dataclass(frozen=True)
+class Block:
+    """A core [y0, y1) x [x0, x1) and the region [ry0, ry1) x [rx0, rx1) the net sees for it."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ry0: int
+    ry1: int
+    rx0: int
+    rx1: int
+
+    def core(self, feats: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
+        """The core's part of the block's features at a layer of this stride (pixels/feature);
+        height, width: the whole image's, whose feature map is floor(side / stride) long."""
+        fy0, fx0 = self.ry0 // stride, self.rx0 // stride
+        y1 = height // stride if self.y1 == height else self.y1 // stride
+        x1 = width // stride if self.x1 == width else self.x1 // stride
+        return feats[..., self.y0 // stride - fy0:y1 - fy0, self.x0 // stride - fx0:x1 - fx0]
+
+    def target(self, full: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
+        """The same core cut from a whole-image feature map."""
+        y1 = height // stride if self.y1 == height else self.y1 // stride
+        x1 = width // stride if self.x1 == width else self.x1 // stride
+        return full[..., self.y0 // stride:y1, self.x0 // stride:x1]
+
+
+def blocks(height: int, width: int, core: int, margin: int = MARGIN) -> list[Block]:
+    """Cores of `core` px (a multiple of 16) tiling the image, with their margins."""
+    if core % STRIDE or margin % STRIDE:
+        raise ValueError("block core and margin must be multiples of 16")
+    out = []
+    for y0 in range(0, height, core):
+        for x0 in range(0, width, core):
+            y1, x1 = min(y0 + core, height), min(x0 + core, width)
+            out.append(Block(y0, y1, x0, x1, max(0, y0 - margin), min(height, y1 + margin),
+                             max(0, x0 - margin), min(width, x1 + margin)))
+    return out
+
+
+def region_pixels(core: int, margin: int = MARGIN) -> int:
+    """The most pixels one block's region can have: what its activations' memory scales with."""
+    return (core + 2 * margin) ** 2
+
+
+class Objective:
+    """loss and d loss / d image of the engine's objective at one scale.
+
+    net(image, layers) -> {layer: features}; content_targets: {layer: whole-image features};
+    grams: {layer: the style's Gram matrix}; weights: content, style (already times strength),
+    per-layer style weights, tv, range. `core` None evaluates the whole image at once (autograd
+    end to end); a number evaluates it in blocks of that core size. Both give the same values.
+    """
+
+    def __init__(self, net, content_targets: dict, grams: dict, *, content_weight: float,
+                 style_weight: float, layer_weights: dict, tv_weight: float, range_weight: float,
+                 autocast: Callable, core: int | None = None, margin: int = MARGIN,
+                 should_stop: Callable[[], bool] = lambda: False):
+        self.net, self.targets, self.grams = net, content_targets, grams
+        self.cw, self.sw, self.lw = content_weight, style_weight, layer_weights
+        self.tvw, self.rw = tv_weight, range_weight
+        self.autocast, self.core, self.margin = autocast, core, margin
+        self.should_stop = should_stop
+        self.layers = list(dict.fromkeys([*content_targets, *grams]))
+
+    def features(self, x: torch.Tensor) -> dict:
+        with self.autocast():
+            return self.net(x.contiguous(memory_format=torch.channels_last), self.layers)
+
+    def image_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """TV and the range penalty: cheap, so on the whole image directly."""
+        loss = x.new_zeros(())
+        if self.tvw:
+            loss = loss + self.tvw * losses.tv_loss(x)
+        if self.rw:
+            loss = loss + self.rw * losses.range_loss(x)
+        return loss
+
+    def __call__(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """(loss, gradient) at x, a (1, 3, H, W) image in 0..255."""
+        if self.core is None:
+            return self._whole(x)
+        return self._blocks(x)
+
+    # -- the whole image at once ----------------------------------------------------------------
+
+    def _whole(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = x.detach().requires_grad_(True)
+        feats = self.features(x)
+        loss = self.cw * sum(losses.content_loss(feats[k], t) for k, t in self.targets.items())
+        loss = loss + self.sw * sum(self.lw[k] * losses.style_loss(feats[k], g)
+                                    for k, g in self.grams.items())
+        loss = loss + self.image_terms(x)
+        loss.backward()
+        return loss.item(), x.grad
+
+    # -- block by block -------------------------------------------------------------------------
+
+    def _blocks(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        x = x.detach()
+        _, _, h, w = x.shape
+        grid = blocks(h, w, self.core, self.margin)
+        numel = {k: t.numel() for k, t in self.targets.items()}
+
+        # Pass 1: the global Gram matrices and the content loss.
+        grams = {k: 0.0 for k in self.grams}
+        content = 0.0
+        with torch.no_grad():
+            for block in self._each(grid):
+                feats = self.features(x[..., block.ry0:block.ry1, block.rx0:block.rx1])
+                for k in self.grams:
+                    grams[k] = grams[k] + partial_gram(
+                        block.core(feats[k], layer_stride(k), h, w), h, w, layer_stride(k))
+                for k, t in self.targets.items():
+                    s = layer_stride(k)
+                    diff = block.core(feats[k], s, h, w).float() - block.target(t, s, h, w)
+                    content += diff.square().sum().item() / numel[k]
+        style = sum(self.lw[k] * F.mse_loss(g, self.grams[k]) for k, g in grams.items())
+        # dL/dG of the style term, a constant in pass 2.
+        dgram = {k: self.sw * self.lw[k] * 2.0 * (g - self.grams[k]) / g.numel()
+                 for k, g in grams.items()}
+
+        # Pass 2: each block's exact share of the gradient.
+        grad = torch.zeros_like(x)
+        for block in self._each(grid):
+            piece = x[..., block.ry0:block.ry1, block.rx0:block.rx1].clone().requires_grad_(True)
+            feats = self.features(piece)
+            surrogate = piece.new_zeros(())
+            for k, d in dgram.items():
+                s = layer_stride(k)
+                surrogate = surrogate + (d * partial_gram(block.core(feats[k], s, h, w), h, w, s)
+                                         ).sum()
+            for k, t in self.targets.items():
+                s = layer_stride(k)
+                diff = block.core(feats[k], s, h, w).float() - block.target(t, s, h, w)
+                surrogate = surrogate + self.cw * diff.square().sum() / numel[k]
+            surrogate.backward()
+            grad[..., block.ry0:block.ry1, block.rx0:block.rx1] += piece.grad
+            del feats, surrogate, piece
+
+        # TV and the range penalty on the whole image.
+        xg = x.requires_grad_(True)
+        image_loss = self.image_terms(xg)
+        if image_loss.requires_grad:
+            image_loss.backward()
+            grad += xg.grad
+        x.requires_grad_(False)
+        loss = self.cw * content + self.sw * float(style) + float(image_loss.detach())
+        return loss, grad
+
+    def _each(self, grid: list[Block]) -> Iterator[Block]:
+        """The blocks, checking for a stop request between them: a long evaluation still stops
+        within a block's time (the engine reports it as stopped with the best image so far)."""
+        for block in grid:
+            if self.should_stop():
+                raise Stopped
+            yield block
+
+
+class Stopped(Exception):
+    """should_stop() said so in the middle of an evaluation."""
+
+
+def partial_gram(core_feats: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
+    """The core's share of the whole image's Gram matrix, whose normaliser C*H*W counts the whole
+    image's positions at this layer."""
+    _, c, fh, fw = core_feats.shape
+    if fh * fw == 0:  # a border block whose core lies past this layer's last whole window
+        return core_feats.new_zeros((c, c), dtype=torch.float32)
+    positions = (height // stride) * (width // stride)
+    return losses.gram(core_feats) * (fh * fw / positions)
+
+
+def content_targets(net, image: torch.Tensor, layers, autocast, core: int | None,
+                    margin: int = MARGIN) -> dict:
+    """Whole-image features of `image` at `layers` (no autograd), block by block when core is
+    set: the content targets of a layer too big for one pass."""
+    _, _, h, w = image.shape
+    with torch.no_grad():
+        if core is None:
+            with autocast():
+                return {k: v.float() for k, v in net(_cl(image), layers).items()}
+        out = {}
+        for block in blocks(h, w, core, margin):
+            with autocast():
+                feats = net(_cl(image[..., block.ry0:block.ry1, block.rx0:block.rx1]), layers)
+            for k in layers:
+                s = layer_stride(k)
+                part = block.core(feats[k], s, h, w)
+                if k not in out:
+                    out[k] = part.new_empty((1, part.shape[1], h // s, w // s), dtype=torch.float32)
+                block.target(out[k], s, h, w).copy_(part)
+        return out
+
+
+def style_grams(net, image: torch.Tensor, layers, autocast, core: int | None,
+                margin: int = MARGIN) -> dict:
+    """Gram matrices of `image` at `layers` (no autograd), block by block when core is set."""
+    _, _, h, w = image.shape
+    with torch.no_grad():
+        if core is None:
+            with autocast():
+                feats = net(_cl(image), layers)
+            return {k: losses.gram(feats[k]) for k in layers}
+        grams = {k: 0.0 for k in layers}
+        for block in blocks(h, w, core, margin):
+            with autocast():
+                feats = net(_cl(image[..., block.ry0:block.ry1, block.rx0:block.rx1]), layers)
+            for k in layers:
+                s = layer_stride(k)
+                grams[k] = grams[k] + partial_gram(block.core(feats[k], s, h, w), h, w, s)
+        return grams
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)

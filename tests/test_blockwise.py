@@ -1,0 +1,106 @@
+"""The block-wise objective equals the whole-image one: the proof that block runs have no seams.
+
+With blocks forced small (several in each direction, borders that are not multiples of 16), the
+loss and the gradient of each term, and of all together, must match the whole image's in fp32."""
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+from nst_core import blockwise, weights
+from nst_core.engine import RANGE_WEIGHT
+from nst_core.options import Options
+from nst_core.vgg import VGG19
+
+from .conftest import picture, stripes
+
+pytestmark = pytest.mark.slow
+STYLE = Options().style_layers
+CONTENT = Options().content_layers
+
+
+@pytest.fixture(scope="module")
+def net(real_weights):
+    return VGG19(dict.fromkeys(CONTENT + STYLE)).load_weights(weights.load())
+
+
+@pytest.fixture(scope="module")
+def problem(net):
+    """An image in 0..255 (a little out of range, so the range penalty has work), its targets."""
+    h, w = 200, 232  # not multiples of 16: the last blocks have ragged edges
+    content = torch.from_numpy(np.asarray(picture(w, h, seed=1), np.float32)).permute(2, 0, 1)
+    content = content[None].contiguous()
+    style = torch.from_numpy(np.asarray(stripes(96, 80), np.float32)).permute(2, 0, 1)[None]
+    x = (content + torch.randn(content.shape, generator=torch.Generator().manual_seed(0)) * 30)
+    targets = blockwise.content_targets(net, content, CONTENT, contextlib.nullcontext, None)
+    grams = blockwise.style_grams(net, style.contiguous(), STYLE, contextlib.nullcontext, None)
+    return x, targets, grams
+
+
+def objective(net, problem, core, **weights_):
+    _, targets, grams = problem
+    values = dict(content_weight=5.0, style_weight=100.0, tv_weight=1e-3,
+                  range_weight=RANGE_WEIGHT) | weights_
+    return blockwise.Objective(net, targets, grams, layer_weights=dict.fromkeys(STYLE, 1.0),
+                               autocast=contextlib.nullcontext, core=core, **values)
+
+
+TERMS = {
+    "content": dict(style_weight=0.0, tv_weight=0.0, range_weight=0.0),
+    "style": dict(content_weight=0.0, tv_weight=0.0, range_weight=0.0),
+    "tv": dict(content_weight=0.0, style_weight=0.0, range_weight=0.0),
+    "range": dict(content_weight=0.0, style_weight=0.0, tv_weight=0.0),
+    "all": {},
+}
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_blockwise_loss_and_gradient_equal_the_whole_images(net, problem, term):
+    x = problem[0]
+    whole_loss, whole_grad = objective(net, problem, None, **TERMS[term])(x.clone())
+    core = 48  # 5 x 5 blocks on 200x232
+    assert len(blockwise.blocks(*x.shape[-2:], core)) == 25
+    loss, grad = objective(net, problem, core, **TERMS[term])(x.clone())
+    assert whole_loss > 0
+    assert abs(loss - whole_loss) <= 1e-4 * whole_loss
+    rel = (grad - whole_grad).norm() / whole_grad.norm()
+    assert rel <= 1e-3, f"gradient differs by {float(rel):.2e} (relative L2)"
+
+
+def test_a_margin_short_of_the_receptive_field_is_not_exact(net, problem):
+    """The check above can fail: blocks whose margin is too small give another gradient."""
+    x = problem[0]
+    _, whole_grad = objective(net, problem, None, **TERMS["style"])(x.clone())
+    obj = objective(net, problem, 48, **TERMS["style"])
+    obj.margin = blockwise.MARGIN - 64
+    _, grad = obj(x.clone())
+    assert (grad - whole_grad).norm() / whole_grad.norm() > 1e-2
+
+
+def test_the_margin_covers_the_deepest_layers_reach():
+    assert blockwise.margin_for(STYLE) == blockwise.MARGIN == 80
+    assert blockwise.margin_for(("relu4_2",)) == 48
+    assert blockwise.margin_for(("relu1_1",)) == 16
+
+
+def test_blockwise_targets_equal_the_whole_images(net, problem):
+    x = problem[0]
+    whole = blockwise.content_targets(net, x, CONTENT + STYLE, contextlib.nullcontext, None)
+    parts = blockwise.content_targets(net, x, CONTENT + STYLE, contextlib.nullcontext, 32)
+    for k in whole:
+        assert torch.allclose(parts[k], whole[k], rtol=1e-4, atol=1e-3 * whole[k].abs().max())
+    g_whole = blockwise.style_grams(net, x, STYLE, contextlib.nullcontext, None)
+    g_parts = blockwise.style_grams(net, x, STYLE, contextlib.nullcontext, 32)
+    for k in STYLE:
+        assert torch.allclose(g_parts[k], g_whole[k], rtol=1e-4, atol=1e-5 * g_whole[k].abs().max())
+
+
+def test_a_stop_request_ends_an_evaluation_between_blocks(net, problem):
+    calls = []
+    obj = objective(net, problem, 48)
+    obj.should_stop = lambda: calls.append(1) or len(calls) > 3
+    with pytest.raises(blockwise.Stopped):
+        obj(problem[0].clone())
+    assert len(calls) == 4
