@@ -30,8 +30,8 @@ import sys
 import traceback
 
 import gimpfu
-from gimpfu import (GRAY, GRAYA_IMAGE, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE, PF_IMAGE,
-                    PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGBA_IMAGE, gimp, main, pdb,
+from gimpfu import (GRAY, GRAYA_IMAGE, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE, PF_FLOAT,
+                    PF_IMAGE, PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGBA_IMAGE, gimp, main, pdb,
                     register)
 
 # nst_bridge.py is installed in this plug-in's own folder; GIMP does not put it on sys.path.
@@ -56,13 +56,19 @@ MAX_SIZE = 16384
 # say what is wrong; the tests check that they equal nst_bridge's.
 _FALLBACK_PRESETS = ("draft", "standard", "high", "classic")
 _FALLBACK_DEVICES = ("auto", "cpu", "cuda", "mps")
-_FALLBACK_DEFAULTS = dict(preset="standard", size=512, strength=1.0, preserve_colors=False,
-                          device="auto", seed=0)
+_FALLBACK_SIZE_MODES = ("auto", "layer", "custom")
+_FALLBACK_DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
+                          preserve_colors=False, device="auto", seed=0, style_scale=1.0,
+                          max_memory=0.0)
 
 if nst_bridge is not None:
     PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
+    SIZE_MODES = nst_bridge.SIZE_MODES
 else:
     PRESETS, DEVICES, DEFAULTS = _FALLBACK_PRESETS, _FALLBACK_DEVICES, _FALLBACK_DEFAULTS
+    SIZE_MODES = _FALLBACK_SIZE_MODES
+_SIZE_MODE_LABELS = {"auto": "Automatic (a few minutes at most)",
+                     "layer": "The layer's own size", "custom": "Custom size (below)"}
 
 # GIMP 2.10's default "Normal" layer mode; GIMP 2.8 only knows the legacy one.
 LAYER_MODE = getattr(gimpfu, "LAYER_MODE_NORMAL", NORMAL_MODE)
@@ -256,17 +262,20 @@ def _choice(value, names, what):
     return names[index]
 
 
-def _options(preset, size, strength, preserve_colors, device, seed):
+def _options(preset, size_mode, size, style_scale, strength, preserve_colors, device, seed,
+             max_memory):
     """gimpfu's values -> the bridge's options. Interactive runs hand PF_SPINNER values over as
     floats, PF_TOGGLE as bool, PF_OPTION as the chosen item's index."""
     preset_name = _choice(preset, PRESETS, "quality preset")
     device_name = _choice(device, DEVICES, "device")
+    mode = _choice(size_mode, SIZE_MODES, "size mode")
     size = int(round(float(size)))
     if not 0 <= size <= MAX_SIZE:
-        raise PluginError("The output size must be 0 (the layer's size) to %d pixels, not %d."
+        raise PluginError("The custom size must be 0 (the layer's size) to %d pixels, not %d."
                           % (MAX_SIZE, size))
-    return dict(preset=preset_name, size=size, strength=float(strength),
-                preserve_colors=bool(preserve_colors), device=device_name, seed=int(seed))
+    return dict(preset=preset_name, size_mode=mode, size=size, style_scale=float(style_scale),
+                strength=float(strength), preserve_colors=bool(preserve_colors),
+                device=device_name, seed=int(seed), max_memory=float(max_memory))
 
 
 def _check_style(style_file):
@@ -322,13 +331,15 @@ def _new_layer(image, drawable, name, result):
     return layer
 
 
-def neural_style(image, drawable, style_file, preset, size, strength, preserve_colors,
-                 device, seed):
+def neural_style(image, drawable, style_file, preset, size_mode, size, style_scale, strength,
+                 preserve_colors, device, seed, max_memory):
     """The procedure: stylise `drawable` into a new layer above it, in one undo group. Every
     failure is one message to the user; the image is then left as it was."""
     pdb.gimp_image_undo_group_start(image)
     try:
-        _run(image, drawable, style_file, preset, size, strength, preserve_colors, device, seed)
+        _run(image, drawable, style_file, _options(preset, size_mode, size, style_scale,
+                                                   strength, preserve_colors, device, seed,
+                                                   max_memory))
     except Exception as error:  # one readable message for every failure
         if not isinstance(error, PluginError) and not (
                 nst_bridge is not None and isinstance(error, nst_bridge.BridgeError)):
@@ -338,7 +349,7 @@ def neural_style(image, drawable, style_file, preset, size, strength, preserve_c
         pdb.gimp_image_undo_group_end(image)
 
 
-def _run(image, drawable, style_file, preset, size, strength, preserve_colors, device, seed):
+def _run(image, drawable, style_file, options):
     if nst_bridge is None:
         raise PluginError("Neural Style Transfer is not installed completely: nst_bridge.py is "
                           "missing or broken in %s (%s). Run the installer again." % (
@@ -346,7 +357,6 @@ def _run(image, drawable, style_file, preset, size, strength, preserve_colors, d
     if not pdb.gimp_item_is_layer(drawable):
         raise PluginError("Neural Style Transfer works on layers: select a layer, not a channel "
                           "or a layer mask.")
-    options = _options(preset, size, strength, preserve_colors, device, seed)
     style_path = _check_style(style_file)
 
     gimp.progress_init(_native("Neural style: reading \"%s\"" % drawable.name))
@@ -374,13 +384,19 @@ def _params():
         (PF_FILE, "style-file", "Style image", ""),
         (PF_OPTION, "preset", "Quality", PRESETS.index(DEFAULTS["preset"]),
          [p.capitalize() for p in PRESETS]),
-        (PF_SPINNER, "size", "Output size (long side, px; 0 = layer size)", DEFAULTS["size"],
+        (PF_OPTION, "size-mode", "Paint at (the result always covers the layer)",
+         SIZE_MODES.index(DEFAULTS["size_mode"]),
+         [_SIZE_MODE_LABELS.get(m, m) for m in SIZE_MODES]),
+        (PF_SPINNER, "size", "Custom size (long side, px; 0 = layer size)", DEFAULTS["size"],
          (0, MAX_SIZE, 1)),
+        (PF_SLIDER, "style-scale", "Style scale (bigger brush strokes)", DEFAULTS["style_scale"],
+         (0.1, 8.0, 0.1)),
         (PF_SLIDER, "strength", "Style strength", DEFAULTS["strength"], (0.0, 10.0, 0.1)),
         (PF_BOOL, "preserve-colors", "Keep the layer's colours", DEFAULTS["preserve_colors"]),
         (PF_OPTION, "device", "Device", DEVICES.index(DEFAULTS["device"]),
          [_DEVICE_LABELS.get(d, d) for d in DEVICES]),
         (PF_INT, "seed", "Random seed", DEFAULTS["seed"]),
+        (PF_FLOAT, "max-memory", "Memory limit (GB; 0 = automatic)", DEFAULTS["max_memory"]),
     ]
 
 

@@ -34,8 +34,14 @@ except ImportError:  # Python 2
 
 PRESETS = ("draft", "standard", "high", "classic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULTS = dict(preset="standard", size=512, strength=1.0, preserve_colors=False,
-                device="auto", seed=0)  # size 0 = the layer's full size
+# size_mode: what the painting is computed at (the result always covers the layer): "auto" = the
+# layer's own size where that takes at most AUTO_SECONDS on this machine, else the largest size
+# that does; "layer" = the layer's own size; "custom" = `size` px (long side).
+SIZE_MODES = ("auto", "layer", "custom")
+AUTO_SECONDS = 180
+MAX_SIZE = 16384
+DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
+                preserve_colors=False, device="auto", seed=0, style_scale=1.0, max_memory=0.0)
 CONFIG_NAME = "nst-core.json"
 ENV_COMMAND = "NST_CORE_COMMAND"
 PROTOCOL = 1
@@ -155,15 +161,21 @@ def _check_executable(command):
 
 
 def core_options(options):
-    """Plug-in values -> the core's option names. size 0 (or None) means the layer's own size;
+    """Plug-in values -> the core's option names. size_mode "auto" and "layer" (and a custom
+    size of 0 or None) send no size: the layer's own; "auto" lets run() ask the core to fit it;
     names the plug-ins do not know are passed through for the core to check."""
-    values = dict(DEFAULTS)
+    values = dict(DEFAULTS, size_mode="custom")  # a script that gives only a size gets it
     values.update(options or {})
     out = {}
     for name, value in values.items():
+        if name == "size_mode":
+            continue
         if name == "size":
-            out["size"] = int(value) if value else None
-        elif name == "strength":
+            custom = values["size_mode"] == "custom" and value
+            out["size"] = int(value) if custom else None
+        elif name == "max_memory":  # 0: automatic
+            out[name] = float(value) if value else None
+        elif name in ("strength", "style_scale"):
             out[name] = float(value)
         elif name in ("seed",):
             out[name] = int(value)
@@ -364,9 +376,11 @@ class _Reader(threading.Thread):
         kind, size = message.get("type"), message.get("payload", 0)
         payload = None
         if kind == "result":
-            e = self.expected
-            want = e["width"] * e["height"] * e["channels"] * SAMPLE_BYTES[e["format"]]
-            same = all(message.get(k) == e[k] for k in ("width", "height", "channels", "format"))
+            e = self.expected or {}
+            want = e.get("width", 0) * e.get("height", 0) * e.get("channels", 0) * \
+                SAMPLE_BYTES.get(e.get("format"), 0)
+            same = e and all(message.get(k) == e[k]
+                             for k in ("width", "height", "channels", "format"))
             if not same or size != want:
                 return "its result does not match the request (%s)" % (
                     line[:200].decode("utf-8", "replace").strip())
@@ -480,9 +494,9 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
         should_cancel=None, config_dir=None):
     """Stylise `content` with the core; returns dict(width, height, channels, format, data).
 
-    options: plug-in values (preset, size (0: the layer's size), strength, preserve_colors,
-    device, seed); content: dict(width, height, channels, format ("u8", "u16", "f32"), data);
-    mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text) and
+    options: plug-in values (see DEFAULTS; size_mode "auto": the core picks the largest size up
+    to the layer's own that takes at most AUTO_SECONDS); content: dict(width, height,
+    channels, format ("u8", "u16", "f32"), data); mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text) and
     should_cancel() are called from this (the calling) thread. Raises BridgeError."""
     command = find_core_command(config_dir)
     content_info, content_data = _image_bytes(content, "layer's pixel data")
@@ -498,15 +512,67 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
             raise BridgeError("bad_request", "The selection mask's size differs from the layer's.")
     styles, style_data = _read_styles(style_paths)
     opts = core_options(options)
+    auto = (options or {}).get("size_mode") == "auto"
     _check_executable(command)
 
     request = {"type": "request", "protocol": PROTOCOL, "options": opts,
                "content": content_info, "styles": styles, "mask": mask_info,
                "result": {"format": result_format}}
+    if auto:  # the core picks the largest size that takes at most a few minutes
+        request["auto_seconds"] = AUTO_SECONDS
     request["payload"] = (len(content_data) + sum(len(d) for d in style_data)
                           + len(mask_data))
     parts = [_header(request), content_data] + style_data + ([mask_data] if mask_info else [])
+    expected = dict(content_info, format=result_format)
+    return _exchange(command, parts, expected, on_progress, should_cancel)
 
+
+def estimate(options, width, height, config_dir=None, timeout=120.0):
+    """How long runs on a width x height layer would take with the core's device and memory,
+    from the core's measurement of this machine (a few seconds the first time, cached then).
+    Returns the core's answer: dict(device, table={preset: [[long side, seconds], ...]},
+    auto_size={preset: long side}, auto_seconds). Raises BridgeError."""
+    command = find_core_command(config_dir)
+    _check_executable(command)
+    opts = core_options(options)
+    message = {"type": "estimate", "protocol": PROTOCOL, "options": opts,
+               "content": {"width": int(width), "height": int(height)},
+               "auto_seconds": AUTO_SECONDS}
+    deadline = _monotonic() + timeout
+    return _exchange(command, [_header(message)], None, None,
+                     lambda: _monotonic() > deadline)
+
+
+def estimated_seconds(answer, preset, size):
+    """Seconds for a long side, interpolated (log-log) in the core's table; None if unknown."""
+    import math
+
+    rows = (answer or {}).get("table", {}).get(preset) or []
+    if not rows or size <= 0:
+        return None
+    if size <= rows[0][0]:
+        return rows[0][1]
+    for (s0, t0), (s1, t1) in zip(rows, rows[1:]):
+        if size <= s1:
+            if s1 == s0:
+                return t1
+            f = (math.log(size) - math.log(s0)) / (math.log(s1) - math.log(s0))
+            return math.exp(math.log(t0) + f * (math.log(t1) - math.log(t0)))
+    return None  # past the largest size that fits
+
+
+def format_duration(seconds):
+    """E.g. "about 40 s", "about 4 min", "about 1 h 20 min"."""
+    if seconds < 60:
+        return "about %d s" % max(1, int(round(seconds / 5.0) * 5 or seconds))
+    minutes = int(round(seconds / 60.0))
+    if minutes < 60:
+        return "about %d min" % minutes
+    return "about %d h %02d min" % (minutes // 60, minutes % 60)
+
+
+def _exchange(command, parts, expected, on_progress, should_cancel):
+    """Start the core, send `parts`, and return its result (a "result" or "estimate")."""
     log_fd, log_path = _new_log()
     try:
         os.write(log_fd, ("%s bridge: starting %s\n" % (
@@ -520,7 +586,6 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
     finally:
         os.close(log_fd)
 
-    expected = dict(content_info, format=result_format)
     reader = _Reader(proc.stdout, expected)
     writer = _Writer(proc.stdin, parts)
     parts = None
@@ -563,6 +628,8 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
             result = dict(width=message["width"], height=message["height"],
                           channels=message["channels"], format=message["format"],
                           data=payload)
+        elif kind == "estimate":
+            result = message
         elif kind == "error":
             error = message
     code = _wait(proc, EXIT_WAIT_S)

@@ -117,6 +117,7 @@ class Objective:
         self.tvw, self.rw = tv_weight, range_weight
         self.autocast, self.core, self.margin = autocast, core, margin
         self.should_stop = should_stop
+        self.on_block: Callable[[float], None] | None = None  # fraction of an evaluation done
         self.layers = list(dict.fromkeys([*content_targets, *grams]))
 
     def features(self, x: torch.Tensor) -> dict:
@@ -162,7 +163,7 @@ class Objective:
         grams = {k: 0.0 for k in self.grams}
         content = 0.0
         with torch.no_grad():
-            for block in self._each(grid):
+            for block in self._each(grid, 0):
                 feats = self.features(x[..., block.ry0:block.ry1, block.rx0:block.rx1])
                 for k in self.grams:
                     grams[k] = grams[k] + partial_gram(
@@ -178,7 +179,7 @@ class Objective:
 
         # Pass 2: each block's exact share of the gradient.
         grad = torch.zeros_like(x)
-        for block in self._each(grid):
+        for block in self._each(grid, 1):
             piece = x[..., block.ry0:block.ry1, block.rx0:block.rx1].clone().requires_grad_(True)
             feats = self.features(piece)
             surrogate = piece.new_zeros(())
@@ -204,13 +205,16 @@ class Objective:
         loss = self.cw * content + self.sw * float(style) + float(image_loss.detach())
         return loss, grad
 
-    def _each(self, grid: list[Block]) -> Iterator[Block]:
+    def _each(self, grid: list[Block], pass_: int) -> Iterator[Block]:
         """The blocks, checking for a stop request between them: a long evaluation still stops
-        within a block's time (the engine reports it as stopped with the best image so far)."""
-        for block in grid:
+        within a block's time (the engine reports it as stopped with the best image so far).
+        Pass 1 (a forward) is about a third of the work, pass 2 (forward and backward) the rest."""
+        for n, block in enumerate(grid):
             if self.should_stop():
                 raise Stopped
             yield block
+            if self.on_block is not None:
+                self.on_block((len(grid) * pass_ + (1 + pass_) * (n + 1)) / (3 * len(grid)))
 
 
 class Stopped(Exception):

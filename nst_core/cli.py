@@ -161,8 +161,9 @@ class _ProgressBar:
         if p.phase == "stylizing":
             self.bar.set_description_str(f"scale {p.scale}/{p.scales}", refresh=False)
             eta = "?" if p.eta_s is None else f"{int(p.eta_s) // 60}:{int(p.eta_s) % 60:02d}"
+            loss = "?" if p.loss is None else f"{p.loss:.4g}"
             self.bar.set_postfix_str(
-                f"it {p.iteration}/{p.iterations}, loss {p.loss:.4g}, ETA {eta}", refresh=False)
+                f"it {p.iteration}/{p.iterations}, loss {loss}, ETA {eta}", refresh=False)
         self.bar.refresh()
 
     def __exit__(self, *exc):

@@ -17,25 +17,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import images, losses, weights
+from . import blockwise, budget, images, weights
 from .colour import luminance, preserve_colors
-from .device import available_memory, describe, select_device, select_dtype
-from .errors import ImageError, NSTError, OptionError, TooLargeError
+from .device import describe, select_device, select_dtype
+from .errors import NSTError, OptionError, TooLargeError
 from .options import Options
 from .vgg import VGG19
 
 log = logging.getLogger(__name__)
 
-LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
 # Keeping pixels in 0..255 by clamping after each step breaks L-BFGS's curvature pairs (the loss
 # climbs); a smooth penalty on the excess keeps the problem smooth and the image in range.
 BLOW_UP = 1e6  # a step that multiplies the best loss by this much has diverged
 RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px; 1 keeps a margin
-# Working memory per output pixel, on the safe side: activations kept for the backward pass, the
-# L-BFGS history (2 x 100 RGB vectors) and the optimiser's copies. bench/ saw 1.13 GiB peak at
-# 512x384 in bf16, about 0.5 GiB of it fixed: about 3.2 KB per pixel.
-BYTES_PER_PIXEL = {torch.float32: 4400, torch.bfloat16: 3800, torch.float16: 3800}
-FIXED_BYTES = 400 << 20  # weights, the interpreter, torch itself
+OOM_RETRIES = 2  # out of GPU memory: halve the budget (smaller blocks) this often, then the CPU
 
 
 @dataclass
@@ -79,18 +74,24 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     if options.preserve_colors:  # luminance-only transfer (Gatys et al. 2016), colour put back
         run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
 
-    def run_on(dev: torch.device) -> np.ndarray:
+    def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
         return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
-                    image_every).run()
+                    image_every, share).run()
 
-    try:
-        result = run_on(device)
-    except torch.cuda.OutOfMemoryError:
+    result = None
+    for attempt in range(OOM_RETRIES + 1):
+        try:
+            result = run_on(device, 0.5 ** attempt)
+            break
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            log.warning("out of GPU memory on %s with %.0f%% of the budget", device,
+                        100 * 0.5 ** attempt)
+    if result is None:  # smaller blocks did not help either
         if options.device != "auto":
-            raise TooLargeError(f"out of GPU memory on {device}; choose a smaller output size "
-                                "or --device cpu") from None
+            raise TooLargeError(f"out of GPU memory on {device}, even with smaller blocks; "
+                                "choose a smaller output size or --device cpu")
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
-        torch.cuda.empty_cache()
         result = run_on(torch.device("cpu"))
     if options.preserve_colors:
         h, w = result.shape[:2]
@@ -102,45 +103,29 @@ class _Run:
     """One stylize() call: the schedule, the network, the loop."""
 
     def __init__(self, options, content, styles, device, progress, should_stop, on_image,
-                 image_every):
+                 image_every, share=1.0):
         self.o, self.content, self.styles, self.device = options, content, styles, device
         self.report, self.should_stop = progress, should_stop or (lambda: False)
         self.on_image, self.image_every = on_image, image_every
         self.dtype = select_dtype(options.resolved("precision"), device)
         self.start = time.perf_counter()
         h, w = content.shape[:2]
-        self.scales = []
-        for long_side, iterations in options.schedule(max(w, h)):
-            size = images.fit_size(w, h, long_side)
-            if min(size) >= images.MIN_SIDE:  # too small for VGG's poolings: skip that scale
-                self.scales.append((size, iterations))
-        if not self.scales:
-            fw, fh = images.fit_size(w, h, options.size or max(w, h))
-            raise ImageError(f"the output would be {fw}x{fh} pixels; each side needs at least "
-                             f"{images.MIN_SIDE} (choose a larger size)")
-        self.work = [s[0] * s[1] * n for s, n in self.scales]
+        self.budget = int(share * budget.budget_of(options, device))
+        self.margin, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
+                                              self.dtype, self.budget, self.device)
+        self.scales = [(s.size, s.iterations) for s in scales]
+        self.plans = [s.plan for s in scales]
+        self.work = [s.work for s in scales]
         self.step = 0  # iterations done, over all scales
-        self.done = 0  # work done: pixels x iterations
-        self.check_memory()
+        self.done = 0.0  # work done
 
     # -- checks and set-up ----------------------------------------------------------------------
 
-    def check_memory(self):
-        (w, h), _ = self.scales[-1]
-        need = w * h * BYTES_PER_PIXEL[self.dtype] + FIXED_BYTES
-        have = available_memory(self.device)
-        if need > have:
-            fits = int(max(w, h) * (max(have - FIXED_BYTES, 0) / (need - FIXED_BYTES)) ** 0.5)
-            raise TooLargeError(
-                f"a {w}x{h} result needs about {need / 2**30:.1f} GB of memory, but only "
-                f"{have / 2**30:.1f} GB is free on {self.device.type}; choose a size of at most "
-                f"about {max(fits // 16 * 16, images.MIN_SIDE)} px (long side)")
-
-    def emit(self, phase, scale=0, iteration=0, iterations=0, loss=None, rate=None):
+    def emit(self, phase, scale=0, iteration=0, iterations=0, loss=None, rate=None, extra=0.0):
         if self.report is None:
             return
         total = sum(self.work)
-        done = total if phase == "finishing" else self.done
+        done = total if phase == "finishing" else self.done + extra
         eta = None if rate is None else (total - done) / rate
         self.report(Progress(phase, scale, len(self.scales), iteration, iterations, self.step,
                              sum(n for _, n in self.scales), done / total, loss, eta,
@@ -160,8 +145,11 @@ class _Run:
     def run(self) -> np.ndarray:
         self.emit("loading")
         o = self.o
-        log.info("stylizing on %s; scales %s", describe(self.device, self.dtype),
-                 ", ".join(f"{w}x{h}:{n}" for (w, h), n in self.scales))
+        log.info("stylizing on %s; memory budget %.1f GB; scales %s",
+                 describe(self.device, self.dtype), self.budget / budget.GB, ", ".join(
+                     f"{w}x{h}:{n} ({'whole' if p.core is None else f'blocks of {p.core}'}, "
+                     f"{p.optimizer}{p.history or ''}, ~{p.need / budget.GB:.1f} GB)"
+                     for ((w, h), n), p in zip(self.scales, self.plans)))
         net = VGG19(dict.fromkeys(o.content_layers + o.style_layers), o.pooling)
         self.net = net.load_weights(weights.load()).to(self.device,
                                                        memory_format=torch.channels_last)
@@ -170,74 +158,107 @@ class _Run:
         generator = torch.Generator().manual_seed(o.seed)
         x = None
         for index, ((w, h), iterations) in enumerate(self.scales, start=1):
+            plan = self.plans[index - 1]
             content = images.resize(content_full, (w, h))
-            targets, grams = self.targets(content, style_full)
+            objective = self.objective(content, style_full, plan)
             x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
-            x, stopped = self.optimise(x, targets, grams, index, iterations)
+            del content
+            x, stopped = self.optimise(x, objective, index, iterations, plan)
+            del objective
             if stopped:
                 break
         return self.finish(x)
 
-    def targets(self, content: torch.Tensor, styles: list) -> tuple[dict, dict]:
-        """Content features and blended style Gram matrices at this scale, in fp32."""
+    def objective(self, content: torch.Tensor, styles: list, plan) -> blockwise.Objective:
+        """This scale's objective: content features and blended style Gram matrices as targets,
+        computed block by block where the plan says so (no autograd: bigger blocks fit)."""
         o = self.o
         h, w = content.shape[-2:]
+        room = self.budget - plan.need + budget.BACKWARD_BYTES[self.dtype] * (
+            0 if plan.core is None else (plan.core + 2 * self.margin) ** 2)
+
+        def core_for(image):  # None: the whole image in one pass
+            ih, iw = image.shape[-2:]
+            if plan.core is None and ih * iw <= h * w:
+                return None
+            c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], self.margin, iw, ih)
+            return None if c >= max(iw, ih) else max(c, plan.core or 0, budget.MIN_CORE)
+
+        targets = blockwise.content_targets(self.net, content, o.content_layers, self.autocast,
+                                            core_for(content), self.margin)
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
-        with torch.no_grad(), self.autocast():
-            targets = {k: v.float() for k, v in self.net(_cl(content), o.content_layers).items()}
-            grams = {layer: 0.0 for layer in o.style_layers}
-            for b, style in zip(blend / blend.sum(), styles):
-                long_side = min(max(w, h), max(style.shape[-2:]))  # never upsample the style
-                sw, sh = images.fit_size(style.shape[-1], style.shape[-2], long_side)
-                feats = self.net(_cl(images.resize(style, (sw, sh))), o.style_layers)
-                for layer in o.style_layers:
-                    grams[layer] = grams[layer] + float(b) * losses.gram(feats[layer])
-        return targets, grams
+        grams = {layer: 0.0 for layer in o.style_layers}
+        for b, style in zip(blend / blend.sum(), styles):
+            sw, sh = self.style_size(style, max(w, h))
+            style = images.resize(style, (sw, sh))
+            for k, g in blockwise.style_grams(self.net, style, o.style_layers, self.autocast,
+                                              core_for(style), self.margin).items():
+                grams[k] = grams[k] + float(b) * g
+        return blockwise.Objective(
+            self.net, targets, grams, content_weight=o.resolved("content_weight"),
+            style_weight=o.resolved("style_weight") * o.strength,
+            layer_weights=dict(zip(o.style_layers, o.resolved_style_layer_weights())),
+            tv_weight=o.resolved("tv_weight"),
+            range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
+            autocast=self.autocast, core=plan.core, margin=self.margin,
+            should_stop=self.should_stop)
 
-    def objective(self, x: torch.Tensor, targets: dict, grams: dict) -> torch.Tensor:
-        o = self.o
-        with self.autocast():
-            feats = self.net(_cl(x))
-        loss = o.resolved("content_weight") * sum(
-            losses.content_loss(feats[k], targets[k]) for k in o.content_layers)
-        loss = loss + o.resolved("style_weight") * o.strength * sum(
-            lw * losses.style_loss(feats[k], grams[k])
-            for k, lw in zip(o.style_layers, o.resolved_style_layer_weights()))
-        if o.resolved("tv_weight"):
-            loss = loss + o.resolved("tv_weight") * losses.tv_loss(x)
-        if o.preset_values.clamp:
-            loss = loss + RANGE_WEIGHT * losses.range_loss(x)
-        return loss
+    def style_size(self, style: torch.Tensor, long_side: int) -> tuple[int, int]:
+        """The style's size at a scale: style_scale x the output's long side, never past the
+        style's own size unless style_upsample."""
+        sh, sw = style.shape[-2:]
+        side = round(long_side * self.o.style_scale)
+        if not self.o.style_upsample:
+            side = min(side, max(sw, sh))
+        side = max(side, round(images.MIN_SIDE * max(sw, sh) / min(sw, sh)))  # VGG's minimum
+        return images.fit_size(sw, sh, side)
 
-    def optimise(self, x, targets, grams, index, iterations) -> tuple[torch.Tensor, bool]:
+    def optimise(self, x, objective, index, iterations, plan) -> tuple[torch.Tensor, bool]:
         """One scale's iterations; returns (the image, whether should_stop ended them)."""
         (w, h), _ = self.scales[index - 1]
         if self.o.preset_values.clamp:
             x = x.clamp(0, 255)
-        # L-BFGS flattens its parameter: keep x contiguous, hand VGG a channels_last copy.
+        # L-BFGS flattens its parameter: keep x contiguous (the objective hands VGG a
+        # channels_last copy).
         x = x.detach().contiguous().requires_grad_(True)
-        opt = self.optimizer(x)
+        opt = self.optimizer(x, plan)
         best, best_loss = x.detach().clone(), float("inf")
+        unit = self.work[index - 1] / iterations  # work of one iteration
+        blocks = 0 if plan.core is None else len(blockwise.blocks(h, w, plan.core, self.margin))
+
+        def on_block(fraction):  # within a long block-wise iteration: keep the bar and ETA moving
+            self.emit("stylizing", index, i, iterations, best_loss if best_loss < np.inf else None,
+                      rate(), extra=unit * fraction)
+        objective.on_block = on_block if blocks else None
 
         def closure():
-            nonlocal best, best_loss
+            nonlocal best_loss
             opt.zero_grad(set_to_none=True)
-            loss = self.objective(x, targets, grams)
-            loss.backward()
-            value = loss.item()
+            value, grad = objective(x)
+            x.grad = grad
             if not np.isfinite(value) or value > BLOW_UP * best_loss:
                 raise _Diverged(value)
             if value < best_loss:  # the loss belongs to x before this step
-                best, best_loss = x.detach().clone(), value
-            return loss
+                best.copy_(x.detach())
+                best_loss = value
+            return torch.tensor(value)
 
         start = time.perf_counter()
+
+        def rate():  # work per second at this scale, so far
+            elapsed = time.perf_counter() - start
+            done = (i - 1) * unit
+            return done / elapsed if done and elapsed > 0 else None
+
         for i in range(1, iterations + 1):
             if self.should_stop():
                 log.info("stopped at scale %d, iteration %d", index, i)
                 return best, True
             try:
                 opt.step(closure)
+            except blockwise.Stopped:
+                log.info("stopped at scale %d, iteration %d (within a block-wise pass)", index, i)
+                return best, True
             except _Diverged as e:
                 # Plain L-BFGS (no line search, as jcjohnson's) overshoots now and then and
                 # mostly recovers; a jump it cannot recover from (seen on tiny, flat images) sends
@@ -255,13 +276,13 @@ class _Run:
                 if restarted:
                     opt = torch.optim.Adam([x], lr=self.o.learning_rate)
                 else:
-                    opt = self.optimizer(x)
+                    opt = self.optimizer(x, plan)
                     opt.restarted = True
             self.step += 1
-            self.done += w * h
+            self.done += unit
             elapsed = time.perf_counter() - start
-            rate = (i * w * h) / elapsed if elapsed > 0 else None
-            self.emit("stylizing", index, i, iterations, best_loss, rate)
+            self.emit("stylizing", index, i, iterations, best_loss,
+                      i * unit / elapsed if elapsed > 0 else None)
             if self.on_image and self.image_every and self.step % self.image_every == 0:
                 self.on_image(self.finish(x.detach(), report=False), self.step)
         # The last step's result has not been scored; it is the best unless it diverged.
@@ -281,12 +302,12 @@ class _Run:
         picture = images.to_array(images.load_image(init, what="init image"))
         return images.resize(self.tensor(picture), (w, h))
 
-    def optimizer(self, x: torch.Tensor) -> torch.optim.Optimizer:
-        if self.o.resolved("optimizer") == "adam":
+    def optimizer(self, x: torch.Tensor, plan) -> torch.optim.Optimizer:
+        if plan.optimizer == "adam":
             return torch.optim.Adam([x], lr=self.o.learning_rate)
         # One iteration per step() call keeps progress and cancel per iteration; the history
         # carries over between calls. No tolerances: run the iterations asked for.
-        return torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=LBFGS_HISTORY,
+        return torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=plan.history,
                                  tolerance_grad=-1, tolerance_change=-1)
 
     def finish(self, x: torch.Tensor, report: bool = True) -> np.ndarray:
@@ -302,6 +323,3 @@ class _Run:
 class _Diverged(Exception):
     """The loss blew up (args[0]: its value)."""
 
-
-def _cl(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last)

@@ -21,6 +21,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
+MAX_STYLE_SCALE = 8.0
+# The interpreter, torch, the network and the smallest block: below this nothing runs.
+MIN_MEMORY_GB = 0.75
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,11 @@ class Preset:
     description: str
     first_iterations: int
     last_iterations: int
+    # Above detail_size (long side) a scale mostly adds fine detail to an already painted image:
+    # its iterations fall with its pixel count (the work per scale stays about constant), down to
+    # detail_iterations. jcjohnson's multi-resolution recipe does the same (2048 px: 100, 3620: 50).
+    detail_iterations: int = 4
+    detail_size: int = 1024
     min_size: int = 128
     optimizer: str = "lbfgs"
     init: str = "content"
@@ -44,9 +52,10 @@ class Preset:
 
 
 PRESETS = {
-    "draft": Preset("quick look: coarse-to-fine, few iterations", 15, 15),
+    "draft": Preset("quick look: coarse-to-fine, few iterations", 15, 15, detail_iterations=2),
     "standard": Preset("the default: coarse-to-fine, good quality for its time", 30, 45),
-    "high": Preset("slow and careful: more iterations at every scale", 60, 100),
+    "high": Preset("slow and careful: more iterations at every scale", 60, 100,
+                   detail_iterations=10),
     "classic": Preset(
         "jcjohnson/neural-style defaults: one scale, L-BFGS, 1000 iterations, noise init, fp32",
         1000, 1000, min_size=0, init="noise", precision="fp32", clamp=False),
@@ -95,6 +104,18 @@ class Options:
     min_size: int | None = _opt(
         None, "long side of the coarsest scale (0: a single scale at the output size)",
         metavar="PX")
+    style_scale: float = _opt(
+        1.0, "size of the style image relative to the output at each scale (larger: bigger "
+        "brush strokes); never past the style's own size unless --style-upsample", metavar="X")
+    style_upsample: bool = _opt(
+        False, "let --style-scale enlarge the style image past its own size")
+    max_memory: float | None = _opt(
+        None, "the most memory the run may use on its device, in GB, the process included "
+        "(default: 80 percent of what is free at the start); past it the image is painted in "
+        "blocks, with the same result", metavar="GB")
+    block_size: int | None = _opt(
+        None, "paint in blocks of this many pixels square even where the whole image fits "
+        "(default: blocks only when needed, as large as the memory allows)", metavar="PX")
 
     def __post_init__(self):
         self.validate()
@@ -129,6 +150,19 @@ class Options:
         _check_int(self.iterations, "iterations", allow_none=True, minimum=1)
         _check_int(self.seed, "seed", minimum=0)
         _check_int(self.min_size, "min_size", allow_none=True, minimum=0)
+        _check_number(self.style_scale, "style_scale", minimum=0.0, exclusive=True)
+        if self.style_scale > MAX_STYLE_SCALE:
+            raise OptionError(f"style_scale must be at most {MAX_STYLE_SCALE:g}, "
+                              f"not {self.style_scale:g}")
+        if not isinstance(self.style_upsample, bool):
+            raise OptionError("style_upsample must be true or false")
+        _check_number(self.max_memory, "max_memory", allow_none=True, minimum=0.0, exclusive=True)
+        if self.max_memory is not None and self.max_memory < MIN_MEMORY_GB:
+            raise OptionError(f"max_memory of {self.max_memory:g} GB is too small for anything: "
+                              f"the network alone needs about {MIN_MEMORY_GB:g} GB")
+        _check_int(self.block_size, "block_size", allow_none=True, minimum=16)
+        if self.block_size is not None and self.block_size % 16:
+            raise OptionError(f"block_size must be a multiple of 16, not {self.block_size}")
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
         _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
         _check_choice(self.pooling, "pooling", POOLINGS)
@@ -190,8 +224,15 @@ class Options:
         # Iterations fall geometrically from the coarsest scale to the finest.
         base = [preset.first_iterations * (preset.last_iterations / preset.first_iterations)
                 ** (i / (n - 1)) if n > 1 else preset.last_iterations for i in range(n)]
+        floor = [1] * n
+        if n > 1:  # big scales: fewer iterations, as many pixel-iterations as at detail_size
+            for i, side in enumerate(sizes):
+                if side > preset.detail_size:
+                    base[i] = max(preset.detail_iterations,
+                                  base[i] * (preset.detail_size / side) ** 2)
+                    floor[i] = preset.detail_iterations
         if self.iterations is None:
-            iterations = [max(1, round(b)) for b in base]
+            iterations = [max(f, round(b)) for b, f in zip(base, floor)]
         else:  # share the exact total out; with fewer iterations than scales, keep the finest
             sizes, base = sizes[-self.iterations:], base[-self.iterations:]
             shares = [b * self.iterations / sum(base) for b in base]

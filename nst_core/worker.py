@@ -65,6 +65,7 @@ class Job:
     result_format: str
     styles: list  # [(name, size)]
     mask_format: str | None
+    auto_seconds: float | None = None  # size None: the largest size that takes at most this
     content: bytes = b""
     style_data: list = field(default_factory=list)
     mask: bytes | None = None
@@ -174,8 +175,13 @@ def parse_request(header: dict) -> Job:
     options = header.get("options", {})
     if not isinstance(options, dict):
         raise ProtocolError('the request\'s "options" must be a JSON object')
+    auto_seconds = header.get("auto_seconds")
+    if auto_seconds is not None and (isinstance(auto_seconds, bool) or not isinstance(
+            auto_seconds, (int, float)) or not 0 < auto_seconds < 1e7):
+        raise ProtocolError(f'the request\'s "auto_seconds" must be a positive number of seconds, '
+                            f"not {auto_seconds!r}")
     job = Job(Options.from_dict(options), width, height, channels, fmt, result_format,
-              parsed_styles, mask_format)
+              parsed_styles, mask_format, auto_seconds)
 
     expected = job.content_bytes + sum(size for _, size in parsed_styles) + job.mask_bytes
     declared = header.get("payload", 0)
@@ -189,10 +195,54 @@ def parse_request(header: dict) -> Job:
     return job
 
 
-def read_request(reader) -> Job:
+def parse_estimate(header: dict) -> tuple[Options, int, int, list, float]:
+    """An "estimate" message: (options, width, height, style sizes, time limit in seconds)."""
+    content = _dict(header, "content", "the estimate request")
+    width = _int(content, "width", "content", 1, protocol.MAX_SIDE)
+    height = _int(content, "height", "content", 1, protocol.MAX_SIDE)
+    styles = header.get("styles", [])
+    if not isinstance(styles, list) or len(styles) > 16:
+        raise ProtocolError('the estimate request\'s "styles" must be a list of sizes')
+    sizes = []
+    for i, s in enumerate(styles, 1):
+        if not isinstance(s, dict):
+            raise ProtocolError(f"style {i} must be a JSON object")
+        sizes.append((_int(s, "width", f"style {i}", 1, protocol.MAX_SIDE),
+                      _int(s, "height", f"style {i}", 1, protocol.MAX_SIDE)))
+    limit = header.get("auto_seconds", 180)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < 1e7:
+        raise ProtocolError(f'"auto_seconds" must be a positive number of seconds, not {limit!r}')
+    options = header.get("options", {})
+    if not isinstance(options, dict):
+        raise ProtocolError('the request\'s "options" must be a JSON object')
+    return Options.from_dict(options), width, height, sizes, float(limit)
+
+
+def answer_estimate(header: dict) -> dict:
+    """Estimated run times on this machine for a dialog: a table per preset (long side ->
+    seconds), the automatic size for the time limit, and the device they were measured on."""
+    from . import estimate
+    from .device import describe, select_device, select_dtype
+
+    options, width, height, styles, limit = parse_estimate(header)
+    device = select_device(options.device)
+    dtype = select_dtype(options.resolved("precision"), device)
+    from .options import PRESETS
+
+    return {"type": "estimate", "device": describe(device, dtype).split(", torch")[0],
+            "table": estimate.table(options, width, height, styles, presets=list(PRESETS)),
+            "auto_size": {p: estimate.largest_within(options.replace(preset=p), width, height,
+                                                     limit, styles) for p in PRESETS},
+            "auto_seconds": limit}
+
+
+def read_request(reader) -> Job | dict:
+    """The request (a Job), or an "estimate" message's header."""
     header = protocol.read_header(reader)
     if header is None:
         raise ProtocolError("no request: stdin closed before a request arrived")
+    if header.get("type") == "estimate":
+        return header
     job = parse_request(header)
     log.info("request: %s", job.summary())
     payload = memoryview(protocol.read_payload(reader, header))
@@ -460,6 +510,14 @@ def run_job(job: Job, session: Session) -> bytes:
     styles = [load_image(data, what="style image", name=name)
               for (name, _), data in zip(job.styles, job.style_data)]
     job.style_data = []
+    if job.auto_seconds is not None and job.options.size is None:
+        from .estimate import largest_within
+
+        size = largest_within(job.options, job.width, job.height, job.auto_seconds,
+                              [s.size for s in styles])
+        log.info("automatic size: %d px (long side) for a run of at most %.0f s", size,
+                 job.auto_seconds)
+        job.options = job.options.replace(size=size)
     log.info("imported the engine and decoded the images in %.2f s; device option %r",
              time.monotonic() - t0, job.options.device)
     if session.stop.is_set():
@@ -501,6 +559,11 @@ def _serve(reader, session: Session) -> int:
     t0 = time.monotonic()
     try:
         job = read_request(reader)
+        if isinstance(job, dict):  # an estimate: answered at once, no pixels
+            with session.lock:
+                session.final_sent = True
+                session._write(answer_estimate(job))
+            return 0
         session.watch_input(reader)
         data = run_job(job, session)
         message = {"type": "result", "width": job.width, "height": job.height,

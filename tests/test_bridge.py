@@ -46,8 +46,16 @@ def test_plugin_choices_and_defaults_are_the_cores():
     assert nst_bridge.DEVICES == DEVICES
     defaults = Options()
     for name, value in nst_bridge.DEFAULTS.items():
-        assert getattr(defaults, name) == value, name
+        if name not in ("size_mode", "size", "max_memory"):  # the plug-ins' own size choices
+            assert getattr(defaults, name) == value, name
+    core = Options.from_dict(nst_bridge.core_options(nst_bridge.DEFAULTS))
+    assert core.size is None and core.max_memory is None  # auto: the layer's size, free memory
     assert Options.from_dict(nst_bridge.core_options({"size": 0})).size is None
+    assert Options.from_dict(nst_bridge.core_options({"size": 640})).size == 640
+    assert Options.from_dict(nst_bridge.core_options(
+        {"size_mode": "layer", "size": 640})).size is None
+    assert nst_bridge.SIZE_MODES[0] == nst_bridge.DEFAULTS["size_mode"] == "auto"
+    assert nst_bridge.MAX_SIZE == 16384  # Options' own limit
 
 
 @pytest.fixture(autouse=True)
@@ -307,8 +315,10 @@ def test_plugin_options_map_to_core_options():
     assert nst_bridge.core_options({"size": 0, "strength": 2, "preserve_colors": 1,
                                     "seed": 7.0, "iterations": 3}) == {
         "preset": "standard", "size": None, "strength": 2.0, "preserve_colors": True,
-        "device": "auto", "seed": 7, "iterations": 3}
-    assert nst_bridge.core_options({})["size"] == 512
+        "device": "auto", "seed": 7, "iterations": 3, "style_scale": 1.0, "max_memory": None}
+    assert nst_bridge.core_options({})["size"] == 1024  # a script's custom size
+    assert nst_bridge.core_options({"size_mode": "auto", "max_memory": 2})["size"] is None
+    assert nst_bridge.core_options({"max_memory": 2})["max_memory"] == 2.0
 
 
 def test_no_style_chosen(tmp_path):

@@ -48,6 +48,12 @@ def test_help_explains_every_option_and_its_default():
     (["--device", "tpu"], 2, ["unknown device 'tpu'"]),
     (["--preset", "ultra"], 2, ["invalid choice: 'ultra'"]),
     (["--size", "huge"], 2, ["not a number of pixels or \"keep\""]),
+    (["--max-memory", "-1"], 2, ["max_memory must be greater than 0"]),
+    (["--max-memory", "0"], 2, ["max_memory must be greater than 0"]),
+    (["--max-memory", "plenty"], 2, ["invalid float value: 'plenty'"]),
+    (["--max-memory", "0.1"], 2, ["max_memory of 0.1 GB is too small for anything"]),
+    (["--style-scale", "0"], 2, ["style_scale must be greater than 0"]),
+    (["--block-size", "100"], 2, ["block_size must be a multiple of 16"]),
 ])
 def test_bad_option_values_are_refused(tmp_path, image_files, bad, code, words):
     out = tmp_path / "out.png"
@@ -86,10 +92,12 @@ def test_a_weights_file_that_fails_its_hash_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_size_beyond_the_machines_memory_is_refused(tmp_path, image_files, real_weights):
+def test_a_size_beyond_the_memory_budget_is_refused_naming_one_that_fits(tmp_path, image_files,
+                                                                         real_weights):
     out = tmp_path / "out.png"
-    assert_fails(nst("stylize", *image_files, "-o", out, "--size", "16384"), 6,
-                 "GB of memory", output=out)
+    done = nst("stylize", *image_files, "-o", out, "--size", "16384", "--max-memory", "1")
+    assert_fails(done, 6, "does not fit in 1.0 GB", "even block by block",
+                 "choose a size of at most about", output=out)
 
 
 @pytest.mark.slow

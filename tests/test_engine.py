@@ -101,10 +101,19 @@ def test_adam_and_average_pooling_also_run(content_image, style_image):
     assert losses[-1] < losses[0] and result.size == (64, 48)
 
 
-def test_a_size_beyond_the_machines_memory_is_refused_before_any_work(content_image,
-                                                                       style_image):
-    with pytest.raises(TooLargeError, match=r"needs about \d+.* GB of memory.*at most about"):
-        stylize(content_image, [style_image], Options(size=16384))
+def test_a_size_beyond_the_memory_is_refused_before_any_work_naming_one_that_fits(
+        content_image, style_image):
+    seen = []
+    with pytest.raises(TooLargeError, match=r"does not fit in 2.0 GB.*at most about (\d+) px"
+                       ) as refused:
+        stylize(content_image, [style_image], Options(size=16384, max_memory=2),
+                progress=seen.append)
+    assert not seen  # refused while planning: nothing loaded, nothing run
+    largest = int(refused.value.message.split("at most about ")[1].split()[0])
+    assert 1000 < largest < 16384
+    # The size it names does fit: the run plans, starts and is stopped at once.
+    stylize(content_image, [style_image], Options(size=largest, max_memory=2),
+            should_stop=lambda: True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

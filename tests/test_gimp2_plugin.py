@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_PATH = ROOT / "gimp_plugin" / "neural_style_gimp2.py"
 FAKES = Path(__file__).resolve().parent / "fakes"
 PROC = "python-fu-neural-style"
-PARAM_NAMES = ["image", "drawable", "style-file", "preset", "size", "strength",
-               "preserve-colors", "device", "seed"]
+PARAM_NAMES = ["image", "drawable", "style-file", "preset", "size-mode", "size", "style-scale",
+               "strength", "preserve-colors", "device", "seed", "max-memory"]
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +83,14 @@ def gradient(height, width, channels):
 
 def run(fu, image, layer, style, **values):
     """Run the procedure the way a script or "Repeat" does (RUN_NONINTERACTIVE)."""
-    args = dict(style_file=style, preset=0, size=48, strength=1.0, preserve_colors=0,
-                device=1, seed=0)  # draft, 48 px, CPU: about a second with the real core
+    args = dict(style_file=style, preset=0, size_mode=2, size=48, style_scale=1.0, strength=1.0,
+                preserve_colors=0, device=1, seed=0, max_memory=0.0)
+    # draft, custom 48 px, CPU: about a second with the real core
     args.update(values)
     return fu.run_noninteractive(PROC, image, layer, args["style_file"], args["preset"],
-                                 args["size"], args["strength"], args["preserve_colors"],
-                                 args["device"], args["seed"])
+                                 args["size_mode"], args["size"], args["style_scale"],
+                                 args["strength"], args["preserve_colors"], args["device"],
+                                 args["seed"], args["max_memory"])
 
 
 def assert_untouched(fu, image, before):
@@ -220,12 +222,13 @@ def test_rgb_layer_becomes_a_new_layer_above_it(fu, stand_in, style_png):
     fu.add_layer(image, "Top", gradient(30, 40, 4), position=0)
 
     run(fu, image, source, style_png, preset=1, size=300, strength=2.5, preserve_colors=1,
-        device=0, seed=7)
+        device=0, seed=7, style_scale=1.5, max_memory=3)
 
     assert fu.state.messages == []
     (call,) = stand_in.calls
-    assert call["options"] == dict(preset="standard", size=300, strength=2.5,
-                                   preserve_colors=True, device="auto", seed=7)
+    assert call["options"] == dict(preset="standard", size_mode="custom", size=300,
+                                   style_scale=1.5, strength=2.5, preserve_colors=True,
+                                   device="auto", seed=7, max_memory=3.0)
     assert call["style_paths"] == [style_png]
     assert call["mask"] is None
     content = call["content"]
@@ -267,8 +270,9 @@ def test_interactive_values_are_converted(fu, stand_in, style_png):
     layer = fu.add_layer(image, "L", gradient(16, 16, 4))
     fu.run_interactive(PROC, image, layer, style_file=style_png, size=96, preserve_colors=True)
     (call,) = stand_in.calls
-    assert call["options"] == dict(preset="standard", size=96, strength=1.0,
-                                   preserve_colors=True, device="auto", seed=0)
+    assert call["options"] == dict(preset="standard", size_mode="auto", size=96, strength=1.0,
+                                   style_scale=1.0, preserve_colors=True, device="auto", seed=0,
+                                   max_memory=0.0)
     assert isinstance(call["options"]["size"], int)
     assert len(image.layers) == 2
 
@@ -475,7 +479,8 @@ def test_channel_is_refused(fu, stand_in, style_png):
 @pytest.mark.parametrize("values, words", [
     (dict(preset=9), "Unknown quality preset"),
     (dict(device=-1), "Unknown device"),
-    (dict(size=20000), "output size"),
+    (dict(size=20000), "custom size"),
+    (dict(size_mode=3), "Unknown size mode"),
 ])
 def test_bad_values_are_messages(fu, stand_in, style_png, values, words):
     image = fu.new_image(8, 8)

@@ -8,8 +8,9 @@
 # happens in the core, a separate Python process with PyTorch (GIMP's own Python has no torch).
 #
 # Procedure "plug-in-neural-style", menu Filters > Artistic > Neural Style Transfer...
-# Arguments (also for scripts): style-file (file), preset (choice), size (int, 0 = the layer's
-# size), strength (double), preserve-colors (bool), device (choice), seed (int).
+# Arguments (also for scripts): style-file (file), preset (choice), size-mode (choice: auto,
+# layer, custom), size (int, for custom), style-scale (double), strength (double),
+# preserve-colors (bool), device (choice), seed (int), max-memory (double, GB, 0 = automatic).
 #
 # MIT license, see the project's README.
 
@@ -40,10 +41,12 @@ LABEL = "Neural Style Transfer..."
 # and can say what is wrong; the real values are nst_bridge.PRESETS / DEVICES / DEFAULTS.
 if nst_bridge is not None:
     PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
+    SIZE_MODES, MAX_SIZE = nst_bridge.SIZE_MODES, nst_bridge.MAX_SIZE
 else:
-    PRESETS, DEVICES = ("standard",), ("auto",)
-    DEFAULTS = dict(preset="standard", size=512, strength=1.0, preserve_colors=False,
-                    device="auto", seed=0)
+    PRESETS, DEVICES, SIZE_MODES, MAX_SIZE = ("standard",), ("auto",), ("auto",), 16384
+    DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
+                    preserve_colors=False, device="auto", seed=0, style_scale=1.0,
+                    max_memory=0.0)
 
 PRESET_LABELS = {
     "draft": ("Draft (a quick look)", "Few iterations: seconds to a minute or two"),
@@ -58,7 +61,13 @@ DEVICE_LABELS = {
     "cuda": ("NVIDIA GPU (CUDA)", "An NVIDIA graphics card"),
     "mps": ("Apple GPU (MPS)", "The GPU of an Apple Silicon Mac"),
 }
-MAX_SIZE = 16384
+SIZE_MODE_LABELS = {
+    "auto": ("Automatic (a few minutes at most)",
+             "The layer's own size where that takes a few minutes on this machine, else the "
+             "largest size that does"),
+    "layer": ("The layer's own size", "Every pixel of the layer painted: slowest, finest"),
+    "custom": ("Custom size", "The long side given below"),
+}
 MAX_SEED = 2147483647  # G_MAXINT
 
 RW = GObject.ParamFlags.READWRITE
@@ -109,12 +118,54 @@ def _style_stem(path):
     return os.path.splitext(os.path.basename(path))[0] or "style"
 
 
-def _show_dialog(procedure, config):
+def _estimate_text(answer, config, width, height):
+    """What the run will cost here, for the dialog: the size it computes at and the time."""
+    if isinstance(answer, str):
+        return f"Layer {width}x{height} px. No time estimate: {answer}"
+    preset, mode = config.get_property("preset"), config.get_property("size-mode")
+    long_side = max(width, height)
+    if mode == "auto":
+        size = min(answer["auto_size"].get(preset, long_side), long_side)
+        limit = nst_bridge.format_duration(answer["auto_seconds"]).replace("about ", "")
+        why = ("the layer's own size" if size >= long_side else
+               f"the largest size that takes at most {limit} here")
+    elif mode == "layer":
+        size, why = long_side, "the layer's own size"
+    else:
+        size = config.get_property("size") or long_side
+        why = "enlarged: slower, no finer" if size > long_side else "custom"
+    seconds = nst_bridge.estimated_seconds(answer, preset, size)
+    device = answer.get("device", "this machine")
+    took = (f"{nst_bridge.format_duration(seconds)} on {device}" if seconds is not None
+            else "does not fit in memory here: choose a smaller size")
+    return f"Layer {width}x{height} px, painted at {size} px ({why}): {took}."
+
+
+def _show_dialog(procedure, config, layers):
     GimpUi.init("neural-style.py")
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
                                     title="Neural Style Transfer")
     dialog.get_spin_scale("strength", 1.0)
-    dialog.fill(["style-file", "preset", "size", "strength", "preserve-colors", "device", "seed"])
+    # The time estimate: one question to the core (it measures this machine once, then caches),
+    # then every change of the settings is answered here, on GTK's own thread.
+    width, height = max(((lay.get_width(), lay.get_height()) for lay in layers),
+                        key=lambda size: size[0] * size[1])
+    try:
+        answer = nst_bridge.estimate(dict(device=config.get_property("device")), width, height)
+    except nst_bridge.BridgeError as e:
+        answer = e.message
+    label = dialog.get_label("estimate", _estimate_text(answer, config, width, height),
+                             False, False)
+    if hasattr(label, "set_line_wrap"):
+        label.set_line_wrap(True)
+        label.set_max_width_chars(60)
+
+    def update(*_):
+        label.set_text(_estimate_text(answer, config, width, height))
+
+    config.connect("notify", update)
+    dialog.fill(["style-file", "preset", "size-mode", "size", "estimate", "style-scale",
+                 "strength", "preserve-colors", "device", "seed", "max-memory"])
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -126,7 +177,11 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, f"The Neural Style plug-in is incomplete: nst_bridge.py could "
                       f"not be loaded from {folder} ({_BRIDGE_ERROR}). Run the installer again "
                       "to repair it.")
-    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config):
+    layers = [d for d in drawables or [] if isinstance(d, Gimp.Layer)]
+    if not layers:
+        return _error(procedure, "Neural style works on layers: select one or more layers "
+                      "(not a channel or a layer mask).")
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config, layers):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
     style = config.get_property("style-file")
@@ -134,19 +189,7 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
     if style is not None and not style_path:
         return _error(procedure, f"The style image {style.get_uri()} is not a local file; "
                       "save it to disk first.")
-    options = dict(
-        preset=config.get_property("preset"),
-        size=config.get_property("size"),
-        strength=config.get_property("strength"),
-        preserve_colors=config.get_property("preserve-colors"),
-        device=config.get_property("device"),
-        seed=config.get_property("seed"),
-    )
-
-    layers = [d for d in drawables or [] if isinstance(d, Gimp.Layer)]
-    if not layers:
-        return _error(procedure, "Neural style works on layers: select one or more layers "
-                      "(not a channel or a layer mask).")
+    options = dict((name, config.get_property(name.replace("_", "-"))) for name in DEFAULTS)
 
     Gegl.init(None)
     babl_type, sample_format = _sample_type(image)
@@ -260,11 +303,21 @@ class NeuralStyle(Gimp.PlugIn):
         procedure.add_choice_argument(
             "preset", "_Quality", "Quality preset: more iterations look better and take longer",
             _choice(PRESETS, PRESET_LABELS), DEFAULTS["preset"], RW)
+        procedure.add_choice_argument(
+            "size-mode", "_Paint at",
+            "The size the painting is computed at; the result always covers the whole layer. "
+            "Bigger is finer and slower.",
+            _choice(SIZE_MODES, SIZE_MODE_LABELS), DEFAULTS["size_mode"], RW)
         procedure.add_int_argument(
-            "size", "Output si_ze (px)",
-            "Long side of the image the style is computed at, in pixels; 0 = the layer's full "
-            "size. The result is scaled to the layer's size; bigger is slower and finer.",
+            "size", "Custom si_ze (px)",
+            "With 'Custom size': the long side the painting is computed at, in pixels (0 = the "
+            "layer's own size). Above the layer's size it is computed larger and scaled down.",
             0, MAX_SIZE, int(DEFAULTS["size"]), RW)
+        procedure.add_double_argument(
+            "style-scale", "St_yle scale",
+            "Size of the style image relative to the painting (never past the style image's own "
+            "size): larger gives bigger brush strokes",
+            0.1, 8.0, float(DEFAULTS["style_scale"]), RW)
         procedure.add_double_argument(
             "strength", "Style _strength",
             "How strongly the style is applied: 1 is the preset's balance, higher is more style",
@@ -279,6 +332,11 @@ class NeuralStyle(Gimp.PlugIn):
         procedure.add_int_argument(
             "seed", "Ra_ndom seed", "The same seed and settings give the same result",
             0, MAX_SEED, int(DEFAULTS["seed"]), RW)
+        procedure.add_double_argument(
+            "max-memory", "_Memory limit (GB)",
+            "The most memory the painting may use (0 = automatic: most of what is free). "
+            "Larger layers are painted in blocks within it, with the same result.",
+            0.0, 1024.0, float(DEFAULTS["max_memory"]), RW)
         return procedure
 
 

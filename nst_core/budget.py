@@ -1,0 +1,187 @@
+"""How much memory a run may use, and how each scale fits in it.
+
+A scale runs on the whole image when it fits the budget; otherwise block by block
+(blockwise.py) with the largest block that fits. The optimiser's memory is chosen per scale too:
+L-BFGS keeps 2 image-sized vectors per history pair, and a history longer than the scale's
+iterations is never filled, so it gets min(100, iterations) pairs; where even a short history
+does not fit beside a useful block, Adam (two image-sized vectors) takes that scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import images
+from .blockwise import STRIDE, margin_for
+from .errors import ImageError, TooLargeError
+
+GB = 2**30
+LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
+MIN_HISTORY = 5
+# Measured with resource.getrusage on the CPU (AMD EPYC, torch 2.13): VGG19 to relu5_1 costs per
+# pixel it sees about 1.2 KB (bf16) / 1.8 KB (fp32) for a forward and backward pass, and
+# 0.47 / 0.78 KB for a forward pass without autograd. Rounded up.
+BACKWARD_BYTES = {torch.float32: 1900, torch.bfloat16: 1300, torch.float16: 1300}
+FORWARD_BYTES = {torch.float32: 850, torch.bfloat16: 520, torch.float16: 520}
+FIXED_BYTES = 400 << 20  # the interpreter, torch, the network's weights (measured: ~290 MB)
+IMAGE_BYTES = 12  # one fp32 RGB image, per pixel
+# Image-sized buffers of a scale besides the optimiser's: the image, its gradient, the best image
+# so far, the content at this scale and the upsampled image it starts from.
+SCALE_IMAGES = 5
+# The optimiser's own image-sized buffers: torch's L-BFGS keeps the flat gradient, the previous
+# one, the direction and its work vector (plus 2 per history pair); Adam its two moments and
+# two temporaries.
+LBFGS_BUFFERS, ADAM_BUFFERS = 5, 4
+GOOD_CORE = 512  # a block core below this spends most of its time on margins: try Adam first
+MIN_CORE = 128
+# Per final-size pixel, for the whole run: the content as an array and as a tensor.
+RUN_BYTES_PER_PIXEL = 2 * IMAGE_BYTES
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one scale runs: core None = the whole image at once, else blocks of core x core px."""
+
+    core: int | None
+    optimizer: str  # "lbfgs" or "adam"
+    history: int  # L-BFGS pairs (0 for Adam)
+    need: int  # bytes, the process included
+
+    def cost_factor(self, width: int, height: int, margin: int) -> float:
+        """Work per pixel-iteration relative to the whole-image path: the block path runs the
+        net forward twice (1.5x) and over the margins too."""
+        if self.core is None:
+            return 1.0
+        from .blockwise import blocks
+
+        seen = sum((b.ry1 - b.ry0) * (b.rx1 - b.rx0) for b in blocks(height, width, self.core,
+                                                                     margin))
+        return 1.5 * seen / (width * height)
+
+
+def default_budget(device: torch.device) -> int:
+    """A safe share of what is free when the run starts, plus what the process already holds."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(0.9 * free) + torch.cuda.memory_allocated(device)
+    import psutil
+
+    return int(0.8 * psutil.virtual_memory().available) + psutil.Process().memory_info().rss
+
+
+def content_target_bytes(layers) -> int:
+    """Per pixel: the content features kept as targets (fp32), e.g. relu4_2: 512 / 8^2 x 4."""
+    from .blockwise import layer_stride
+
+    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
+    return sum(channels[int(k[4])] * 4 // layer_stride(k) ** 2 for k in layers)
+
+
+def state_bytes(optimizer: str, history: int, content_layers) -> int:
+    """Per pixel of a scale, whatever the path."""
+    buffers = LBFGS_BUFFERS + 2 * history if optimizer == "lbfgs" else ADAM_BUFFERS
+    return IMAGE_BYTES * (SCALE_IMAGES + buffers) + content_target_bytes(content_layers)
+
+
+def largest_core(room: int, per_pixel: int, margin: int, width: int, height: int) -> int:
+    """The largest block core (multiple of 16) whose region's activations fit in `room` bytes;
+    0 where not even the smallest does."""
+    if room <= 0:
+        return 0
+    side = int((room / per_pixel) ** 0.5) - 2 * margin
+    core = side // STRIDE * STRIDE
+    return min(core, -(-max(width, height) // STRIDE) * STRIDE) if core >= STRIDE else 0
+
+
+def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, budget: int,
+               fixed: int, optimizer: str, content_layers, margin: int,
+               force_core: int | None = None) -> Plan | None:
+    """How a scale of width x height fits in `budget` bytes (`fixed` of it already taken);
+    None where it cannot."""
+    px = width * height
+    act = BACKWARD_BYTES[dtype]
+    choices = [("adam", 0)]
+    if optimizer == "lbfgs":
+        top = max(MIN_HISTORY, min(LBFGS_HISTORY, iterations))
+        histories = sorted({top, *(h for h in (50, 20, 10, MIN_HISTORY) if h < top)},
+                           reverse=True)
+        choices = [("lbfgs", h) for h in histories] + choices
+    for min_core in (GOOD_CORE, MIN_CORE):
+        for opt, history in choices:
+            state = fixed + px * state_bytes(opt, history, content_layers)
+            if force_core is None and state + px * act <= budget:
+                return Plan(None, opt, history, state + px * act)
+            core = largest_core(budget - state, act, margin, width, height)
+            if force_core is not None:
+                core = min(core, force_core)
+            if core >= min(min_core, force_core or min_core):
+                return Plan(core, opt, history, state + act * (core + 2 * margin) ** 2)
+    return None
+
+
+def largest_fitting(width: int, height: int, budget: int, fixed_per_px: int, fixed: int,
+                    dtype: torch.dtype, content_layers, margin: int) -> int:
+    """The largest long side (multiple of 16) of this aspect ratio that fits at all."""
+    per_px = state_bytes("adam", 0, content_layers) + fixed_per_px
+    room = budget - fixed - BACKWARD_BYTES[dtype] * (MIN_CORE + 2 * margin) ** 2
+    if room <= 0:
+        return 0
+    px = room / per_px
+    aspect = max(width, height) / min(width, height)
+    return int((px * aspect) ** 0.5) // STRIDE * STRIDE
+
+
+def too_large(width: int, height: int, budget: int, device: torch.device, largest: int,
+              asked: bool) -> TooLargeError:
+    where = "the --max-memory budget" if asked else f"what is free on {device.type}"
+    hint = (f"choose a size of at most about {largest} px (long side)" if largest >= STRIDE else
+            "free some memory or raise --max-memory")
+    return TooLargeError(f"a {width}x{height} result does not fit in {budget / GB:.1f} GB "
+                         f"({where}), even block by block; {hint}")
+
+
+@dataclass(frozen=True)
+class Scale:
+    size: tuple[int, int]  # (w, h)
+    iterations: int
+    plan: Plan
+    work: float  # pixel-iterations, times what the block path costs more per pixel
+
+
+def budget_of(options, device: torch.device) -> int:
+    """The run's budget in bytes: --max-memory, else a safe share of what is free."""
+    if options.max_memory is not None:
+        return int(options.max_memory * GB)
+    return default_budget(device)
+
+
+def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int,
+             device: torch.device) -> tuple[int, list[Scale]]:
+    """(block margin, the scales) of a run: sizes, iterations and each scale's plan, decided
+    before any work. A size that cannot fit is refused here, naming one that does."""
+    w, h = content_size
+    sizes = []
+    for long_side, iterations in options.schedule(max(w, h)):
+        size = images.fit_size(w, h, long_side)
+        if min(size) >= images.MIN_SIDE:  # too small for VGG's poolings: skip that scale
+            sizes.append((size, iterations))
+    if not sizes:
+        fw, fh = images.fit_size(w, h, options.size or max(w, h))
+        raise ImageError(f"the output would be {fw}x{fh} pixels; each side needs at least "
+                         f"{images.MIN_SIDE} (choose a larger size)")
+    margin = margin_for(options.content_layers + options.style_layers)
+    fixed = FIXED_BYTES + RUN_BYTES_PER_PIXEL * (w * h + sum(sw * sh for sw, sh in style_sizes))
+    scales = []
+    for (sw, sh), iterations in sizes:
+        plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, options.resolved("optimizer"),
+                          options.content_layers, margin, force_core=options.block_size)
+        if plan is None:
+            fw, fh = sizes[-1][0]
+            largest = largest_fitting(fw, fh, budget, 0, fixed, dtype, options.content_layers,
+                                      margin)
+            raise too_large(fw, fh, budget, device, largest, options.max_memory is not None)
+        work = sw * sh * iterations * plan.cost_factor(sw, sh, margin)
+        scales.append(Scale((sw, sh), iterations, plan, work))
+    return margin, scales
