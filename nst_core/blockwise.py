@@ -177,23 +177,24 @@ class Objective:
         dgram = {k: self.sw * self.lw[k] * 2.0 * (g - self.grams[k]) / g.numel()
                  for k, g in grams.items()}
 
-        # Pass 2: each block's exact share of the gradient.
+        # Pass 2: each block's exact share of the gradient. The surrogate's derivative with
+        # respect to each layer's core features is written down directly and back-propagated
+        # from there: autograd through the core crops would add full-size, differently laid out
+        # gradients per layer (measured: a third of the block path's time).
         grad = torch.zeros_like(x)
         for block in self._each(grid, 1):
             piece = x[..., block.ry0:block.ry1, block.rx0:block.rx1].clone().requires_grad_(True)
             feats = self.features(piece)
-            surrogate = piece.new_zeros(())
-            for k, d in dgram.items():
-                s = layer_stride(k)
-                surrogate = surrogate + (d * partial_gram(block.core(feats[k], s, h, w), h, w, s)
-                                         ).sum()
-            for k, t in self.targets.items():
-                s = layer_stride(k)
-                diff = block.core(feats[k], s, h, w).float() - block.target(t, s, h, w)
-                surrogate = surrogate + self.cw * diff.square().sum() / numel[k]
-            surrogate.backward()
-            grad[..., block.ry0:block.ry1, block.rx0:block.rx1] += piece.grad
-            del feats, surrogate, piece
+            roots, seeds = [], []
+            for k in self.layers:
+                seed = self._feature_grad(block, k, feats[k], dgram.get(k), h, w, numel)
+                if seed is not None:
+                    roots.append(feats[k])
+                    seeds.append(seed)
+            if roots:
+                torch.autograd.backward(roots, seeds)
+                grad[..., block.ry0:block.ry1, block.rx0:block.rx1] += piece.grad
+            del feats, roots, seeds, piece
 
         # TV and the range penalty on the whole image.
         xg = x.requires_grad_(True)
@@ -204,6 +205,31 @@ class Objective:
         x.requires_grad_(False)
         loss = self.cw * content + self.sw * float(style) + float(image_loss.detach())
         return loss, grad
+
+    def _feature_grad(self, block: Block, layer: str, feats: torch.Tensor, dgram, height: int,
+                      width: int, numel: dict) -> torch.Tensor | None:
+        """d surrogate / d features of one layer of a block: nonzero on the core only.
+        Style: <dL/dG, G_core> with G_core = F^T F / (C M) gives F (D + D^T) / (C M); content:
+        cw |F - T|^2 / N gives 2 cw (F - T) / N."""
+        s = layer_stride(layer)
+        core = block.core(feats, s, height, width)
+        if core.numel() == 0:
+            return None
+        _, c, fh, fw = core.shape
+        d = core.new_zeros((1, fh, fw, c), dtype=torch.float32)  # channels last, like feats
+        if dgram is not None:  # in the features' own precision, as losses.gram's backward
+            flat = core.permute(0, 2, 3, 1).reshape(fh * fw, c)
+            if flat.dtype != torch.bfloat16:
+                flat = flat.float()
+            positions = (height // s) * (width // s)
+            m = ((dgram + dgram.T) / (c * positions)).to(flat.dtype)
+            d += (flat @ m).view(1, fh, fw, c)
+        if layer in self.targets:
+            target = block.target(self.targets[layer], s, height, width)
+            d += (2 * self.cw / numel[layer]) * (core.float() - target).permute(0, 2, 3, 1)
+        seed = torch.zeros_like(feats)
+        block.core(seed, s, height, width).copy_(d.permute(0, 3, 1, 2))
+        return seed
 
     def _each(self, grid: list[Block], pass_: int) -> Iterator[Block]:
         """The blocks, checking for a stop request between them: a long evaluation still stops

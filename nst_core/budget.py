@@ -97,9 +97,9 @@ def largest_core(room: int, per_pixel: int, margin: int, width: int, height: int
 
 def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, budget: int,
                fixed: int, optimizer: str, content_layers, margin: int,
-               force_core: int | None = None) -> Plan | None:
+               force_core: int | None = None, strict: bool = False) -> Plan | None:
     """How a scale of width x height fits in `budget` bytes (`fixed` of it already taken);
-    None where it cannot."""
+    None where it cannot. L-BFGS may give way to Adam (less memory) unless `strict`."""
     px = width * height
     act = BACKWARD_BYTES[dtype]
     choices = [("adam", 0)]
@@ -107,18 +107,28 @@ def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, bud
         top = max(MIN_HISTORY, min(LBFGS_HISTORY, iterations))
         histories = sorted({top, *(h for h in (50, 20, 10, MIN_HISTORY) if h < top)},
                            reverse=True)
-        choices = [("lbfgs", h) for h in histories] + choices
-    for min_core in (GOOD_CORE, MIN_CORE):
+        choices = [("lbfgs", h) for h in histories] + ([] if strict else choices)
+
+    def state(opt, history):
+        return fixed + px * state_bytes(opt, history, content_layers)
+
+    if force_core is None:  # the whole image is ~1.9x faster than blocks: worth a short history
         for opt, history in choices:
-            state = fixed + px * state_bytes(opt, history, content_layers)
-            if force_core is None and state + px * act <= budget:
-                return Plan(None, opt, history, state + px * act)
-            core = largest_core(budget - state, act, margin, width, height)
-            if force_core is not None:
-                core = min(core, force_core)
-            if core >= min(min_core, force_core or min_core):
-                return Plan(core, opt, history, state + act * (core + 2 * margin) ** 2)
-    return None
+            if state(opt, history) + px * act <= budget:
+                return Plan(None, opt, history, state(opt, history) + px * act)
+    best = None
+    for opt, history in choices:
+        core = largest_core(budget - state(opt, history), act, margin, width, height)
+        if force_core is not None:
+            core = min(core, force_core)
+        if core < min(MIN_CORE, force_core or MIN_CORE):
+            continue
+        plan = Plan(core, opt, history, state(opt, history) + act * (core + 2 * margin) ** 2)
+        if core >= min(GOOD_CORE, force_core or GOOD_CORE):
+            return plan
+        if best is None or core > best.core:  # small blocks spend their time on margins
+            best = plan
+    return best
 
 
 def largest_fitting(width: int, height: int, budget: int, fixed_per_px: int, fixed: int,
@@ -174,9 +184,15 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
     margin = margin_for(options.content_layers + options.style_layers)
     fixed = FIXED_BYTES + RUN_BYTES_PER_PIXEL * (w * h + sum(sw * sh for sw, sh in style_sizes))
     scales = []
+    preset = options.preset_values
+    strict = options.optimizer is not None  # the user's choice of optimiser is kept
     for (sw, sh), iterations in sizes:
-        plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, options.resolved("optimizer"),
-                          options.content_layers, margin, force_core=options.block_size)
+        optimizer = options.resolved("optimizer")
+        if options.optimizer is None and len(sizes) > 1 and max(sw, sh) > preset.detail_size:
+            optimizer = preset.detail_optimizer
+        plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, optimizer,
+                          options.content_layers, margin, force_core=options.block_size,
+                          strict=strict)
         if plan is None:
             fw, fh = sizes[-1][0]
             largest = largest_fitting(fw, fh, budget, 0, fixed, dtype, options.content_layers,

@@ -159,6 +159,9 @@ class _Run:
         x = None
         for index, ((w, h), iterations) in enumerate(self.scales, start=1):
             plan = self.plans[index - 1]
+            log.info("scale %d/%d: %dx%d, %d iterations, %s, %s", index, len(self.scales), w, h,
+                     iterations, "whole image" if plan.core is None else
+                     f"in blocks of {plan.core} px", plan.optimizer)
             content = images.resize(content_full, (w, h))
             objective = self.objective(content, style_full, plan)
             x = self.initial(content, generator) if x is None else images.resize(x, (w, h))

@@ -8,6 +8,7 @@ import contextlib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nst_core import blockwise, weights
 from nst_core.engine import RANGE_WEIGHT
@@ -104,3 +105,63 @@ def test_a_stop_request_ends_an_evaluation_between_blocks(net, problem):
     with pytest.raises(blockwise.Stopped):
         obj(problem[0].clone())
     assert len(calls) == 4
+
+
+# -- end to end: a run forced into blocks paints the same picture --------------------------------
+
+
+def objective_of(path, content, style, net):
+    """The engine's objective (fp32, classic weights) of a saved result."""
+    from nst_core import images
+
+    def tensor(img):
+        return torch.from_numpy(images.to_array(img)).permute(2, 0, 1)[None].contiguous() * 255
+
+    result = tensor(images.load_image(path))
+    h, w = result.shape[-2:]
+    c = tensor(content.resize((w, h)))
+    sw, sh = images.fit_size(*style.size, min(max(w, h), max(style.size)))
+    s = tensor(style.resize((sw, sh)))
+    targets = blockwise.content_targets(net, c, CONTENT, contextlib.nullcontext, None)
+    grams = blockwise.style_grams(net, s, STYLE, contextlib.nullcontext, None)
+    loss, _ = blockwise.Objective(
+        net, targets, grams, content_weight=5.0, style_weight=100.0,
+        layer_weights=dict.fromkeys(STYLE, 1.0), tv_weight=1e-3, range_weight=RANGE_WEIGHT,
+        autocast=contextlib.nullcontext)(result)
+    return loss
+
+
+def test_a_run_forced_into_blocks_paints_the_whole_images_picture(tmp_path, net):
+    """768 px in fp32: --max-memory 1 makes the last scale run in blocks; the picture and its
+    objective match the whole-image run's, and no row or column at a block edge stands out."""
+    from tests.test_cli import nst
+
+    content, style = picture(768, 576, seed=2), stripes(256, 256)
+    content.save(tmp_path / "c.png")
+    style.save(tmp_path / "s.png")
+    common = ["--size", "768", "--min-size", "384", "--iterations", "6", "--precision", "fp32",
+              "-q", "--optimizer", "lbfgs"]
+    runs = {}
+    for name, extra in (("whole", []), ("blocks", ["--max-memory", "1"])):
+        out = tmp_path / f"{name}.png"
+        done = nst("-v", "stylize", tmp_path / "c.png", tmp_path / "s.png", "-o", out,
+                   *common, *extra)
+        assert done.returncode == 0, done.stderr
+        runs[name] = (out, done.stderr)
+    assert "768x576:2 (whole" in runs["whole"][1]
+    core = int(runs["blocks"][1].split("768x576:2 (blocks of ")[1].split()[0].rstrip(","))
+    assert core < 576  # several blocks in each direction
+    for name in runs:  # the same optimiser: only the path differs
+        assert "768x576:2 (" in runs[name][1] and ", lbfgs5, " in runs[name][1], runs[name][1]
+
+    a = np.asarray(Image.open(runs["whole"][0]), np.float32) / 255
+    b = np.asarray(Image.open(runs["blocks"][0]), np.float32) / 255
+    assert np.abs(a - b).mean() < 2e-3 and np.abs(a - b).max() < 0.05
+    ja, jb = (objective_of(runs[k][0], content, style, net) for k in ("whole", "blocks"))
+    assert abs(ja - jb) <= 0.01 * ja
+
+    # Seams would show as rows/columns whose neighbour difference differs from the whole run's.
+    for axis in (0, 1):
+        edge_a = np.abs(np.diff(a, axis=axis)).mean(axis=(1 - axis, 2))
+        edge_b = np.abs(np.diff(b, axis=axis)).mean(axis=(1 - axis, 2))
+        assert np.abs(edge_b - edge_a).max() < 2e-3, np.abs(edge_b - edge_a).argmax()

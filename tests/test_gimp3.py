@@ -23,10 +23,12 @@ pytestmark = pytest.mark.gimp
 CHECKS = harness.HERE / "gimp_checks.py"
 GUI_CHECKS = harness.HERE / "gui_checks.py"
 STYLE_NAME = "test-stripes"
-OPTIONS = {"preset": "draft", "size": 48, "strength": 1.0, "preserve-colors": False,
-           "device": "cpu", "seed": 0}
+OPTIONS = {"preset": "draft", "size-mode": "custom", "size": 48, "strength": 1.0,
+           "preserve-colors": False, "device": "cpu", "seed": 0}
 # Long enough to be cancelled mid-run: two scales (181, 256 px), 160 iterations.
 CANCEL_OPTIONS = {"preset": "high", "size": 256}
+# A 1024x768 layer at its own size in the smallest memory budget: its last scale runs in blocks.
+BLOCK_OPTIONS = {"size-mode": "layer", "max-memory": 0.75}
 
 
 def _unavailable(reason):
@@ -56,6 +58,7 @@ def gimp_run():
         params = {"style": s.inside(s.dir / f"{STYLE_NAME}.png"),
                   "core_config": s.inside(s.core_config), "options": OPTIONS,
                   "cancel_options": CANCEL_OPTIONS, "cancel_after_s": 5.0,
+                  "block_options": BLOCK_OPTIONS,
                   "cases": cases.split(",") if cases else None}
         proc, results = harness.run_headless(s, CHECKS, params)
         if not results.get("done"):
@@ -118,20 +121,16 @@ def test_registered_as_documented(gimp_run):
     r = gimp_run
     assert r["procedure_found"], r["output"][-3000:]
     assert [a[0] for a in r["arguments"]] == [
-        "run-mode", "image", "drawables", "style-file", "preset", "size", "strength",
-        "preserve-colors", "device", "seed"]
+        "run-mode", "image", "drawables", "style-file", "preset", "size-mode", "size",
+        "style-scale", "strength", "preserve-colors", "device", "seed", "max-memory"]
     assert r["menu_paths"] == ["<Image>/Filters/Artistic"]
     assert r["menu_label"] == "Neural Style Transfer..."
     assert r["image_types"] == "RGB*, GRAY*"
     # The PDB proxy does not carry the sensitivity mask; GIMP's pluginrc does (after the types).
     assert pluginrc_sensitivity(r) == r["sensitivity_expected"]  # DRAWABLE | DRAWABLES
     d = r["defaults"]
-    assert d["preset"] == bridge.DEFAULTS["preset"]
-    assert d["size"] == bridge.DEFAULTS["size"]
-    assert d["strength"] == bridge.DEFAULTS["strength"]
-    assert d["preserve-colors"] == bridge.DEFAULTS["preserve_colors"]
-    assert d["device"] == bridge.DEFAULTS["device"]
-    assert d["seed"] == bridge.DEFAULTS["seed"]
+    for name, value in bridge.DEFAULTS.items():
+        assert d[name.replace("_", "-")] == value, name
     assert d["style-file"] is None
 
 
@@ -250,6 +249,17 @@ def test_cancel_stops_core_and_leaves_image(gimp_run):
     assert "error" not in r, r
     assert "nst_core.worker" in r["worker_cmd"]
     assert "neural-style.py" in r["plugin_cmd"]
+    assert r["worker_alive_at_kill"], "the core finished before it could be cancelled"
+    assert r["status"] != "success"
+    assert r["unchanged"]
+    assert not r["worker_alive_after"]
+    assert r["worker_exit_s"] < 3.0
+
+
+def test_cancel_in_the_middle_of_a_block_wise_run_leaves_the_image(gimp_run):
+    r = case(gimp_run, "cancel_blocks")
+    assert "error" not in r, r
+    assert any("in blocks of" in line for line in r["log_at_kill"]), r["log_at_kill"]
     assert r["worker_alive_at_kill"], "the core finished before it could be cancelled"
     assert r["status"] != "success"
     assert r["unchanged"]

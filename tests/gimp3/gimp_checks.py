@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 import traceback
@@ -410,12 +411,58 @@ def case_cancel():
     return r
 
 
+def case_cancel_blocks():
+    """A layer that, in a small memory budget, is painted block by block: cancel in the middle
+    of the block-wise scale leaves the image as it was, and the core exits."""
+    img = make_image(1024, 768)
+    before = snapshot(img)
+    info = {}
+    logs = os.path.join(tempfile.gettempdir(), "neural-style-gimp")
+    old = set(os.listdir(logs)) if os.path.isdir(logs) else set()
+
+    def killer():
+        t_end = time.monotonic() + 300
+        while time.monotonic() < t_end:
+            new = [os.path.join(logs, n) for n in os.listdir(logs) if n not in old] \
+                if os.path.isdir(logs) else []
+            text = "".join(open(p, errors="replace").read() for p in new)
+            if "in blocks of" in text:
+                break
+            time.sleep(0.2)
+        else:
+            info["error"] = "no block-wise scale started: " + text[-2000:]
+            return
+        workers = [(pid, p["ppid"]) for pid, p in _processes().items()
+                   if "nst_core.worker" in p["cmd"] and p["state"] != "Z"]
+        if not workers:
+            info["error"] = "the core had gone before the cancel"
+            return
+        pid, plugin = workers[0]
+        time.sleep(2.0)  # well inside the block-wise iterations
+        info["log_at_kill"] = [ln for ln in text.splitlines() if "scale" in ln][-3:]
+        info["worker_alive_at_kill"] = _alive(pid)
+        os.kill(plugin, signal.SIGKILL)  # what GIMP does when the user cancels
+        t_kill = time.monotonic()
+        while _alive(pid) and time.monotonic() < t_kill + 30:
+            time.sleep(0.02)
+        info["worker_exit_s"] = round(time.monotonic() - t_kill, 2)
+        info["worker_alive_after"] = _alive(pid)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    r = run_proc(img, img.get_layers(), **PARAMS.get("block_options", {}))
+    t.join(330)
+    r.update(info, unchanged=snapshot(img) == before)
+    img.delete()
+    return r
+
+
 CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16),
          ("float_grey", case_float_grey), ("two_layers", case_two_layers),
          ("missing_style", case_missing_style), ("corrupt_style", case_corrupt_style),
          ("no_style", case_no_style),
          ("broken_core", case_broken_core), ("crashing_core", case_crashing_core),
-         ("cancel", case_cancel)]
+         ("cancel", case_cancel), ("cancel_blocks", case_cancel_blocks)]
 
 
 def main():

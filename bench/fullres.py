@@ -1,0 +1,148 @@
+"""Full-resolution figures (not a pass/fail test), printed as Markdown tables for the README.
+
+  1. The block path's cost per megapixel-iteration against the whole-image path's, at a size
+     where both run, with the block size the planner picks for a 24 MP layer in 6 GB.
+  2. tubingen.jpg upscaled to 1, 4, 12 and 24 MP (3:2) x starry_night.jpg at its own size,
+     default preset, --size keep --max-memory 6: wall time, the whole process's peak resident
+     memory, the estimate made before the run (what the GIMP dialog shows), and the scales that
+     ran in blocks. Each run is a child `nst stylize`; results go to bench/out/.
+
+    python bench/fullres.py                 # everything (about an hour on 2 CPU cores)
+    python bench/fullres.py --mp 24         # one size
+    python bench/fullres.py --ratio-only    # part 1 (a few minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nst_core import blockwise, budget, estimate, weights  # noqa: E402
+from nst_core.device import cpu_flags, cpu_name, select_dtype  # noqa: E402
+from nst_core.options import Options  # noqa: E402
+from nst_core.vgg import VGG19  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "images"
+CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
+OUT = ROOT / "bench" / "out"
+MEMORY_GB = 6.0
+
+
+def machine() -> str:
+    isa = "AVX-512 BF16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else (
+        "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "no AVX")
+    return (f"{cpu_name()}, {torch.get_num_threads()} threads, {isa}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def size_of(mp: float) -> tuple[int, int]:
+    """3:2, multiples of 16 near `mp` megapixels (24 MP: 6000x4000)."""
+    w = round((mp * 1e6 * 1.5) ** 0.5 / 16) * 16
+    return w, round(w / 1.5 / 16) * 16
+
+
+# -- 1. block vs whole ---------------------------------------------------------------------------
+
+
+def ratio(width=1536, height=1024, repeats=3) -> None:
+    o = Options()
+    dtype = select_dtype("auto", torch.device("cpu"))
+    net = VGG19(dict.fromkeys(o.content_layers + o.style_layers)).load_weights(weights.load())
+    net = net.to(memory_format=torch.channels_last)
+    w24, h24 = size_of(24)
+    margin = blockwise.margin_for(o.content_layers + o.style_layers)
+    fixed = budget.FIXED_BYTES + budget.RUN_BYTES_PER_PIXEL * (w24 * h24 + 1024 * 811)
+    plan = budget.plan_scale(w24, h24, 4, dtype, int(MEMORY_GB * budget.GB), fixed, "adam",
+                             o.content_layers, margin)
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0)) * 255
+
+    def autocast():
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast("cpu", dtype=dtype)
+
+    targets = blockwise.content_targets(net, x, o.content_layers, autocast, plan.core, margin)
+    grams = blockwise.style_grams(net, x.flip(-1), o.style_layers, autocast, plan.core, margin)
+    rows = []
+    for label, core in (("whole image", None), (f"blocks of {plan.core} px", plan.core)):
+        obj = blockwise.Objective(net, targets, grams, content_weight=5.0, style_weight=100.0,
+                                  layer_weights=dict.fromkeys(o.style_layers, 1.0),
+                                  tv_weight=1e-3, range_weight=1.0, autocast=autocast,
+                                  core=core, margin=margin)
+        obj(x)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            obj(x)
+            times.append(time.perf_counter() - start)
+        rows.append((label, float(np.median(times)) / (width * height / 1e6)))
+    print(f"\nBlock path vs whole image at {width}x{height} ({str(dtype)[6:]}; the block size "
+          f"is what the planner picks for {w24}x{h24} in {MEMORY_GB:g} GB; median of {repeats}):")
+    print("\n| path | s per megapixel-iteration | relative |\n|---|---|---|")
+    for label, t in rows:
+        print(f"| {label} | {t:.2f} | {t / rows[0][1]:.2f}x |", flush=True)
+
+
+# -- 2. time and memory against size ---------------------------------------------------------------
+
+
+def run_size(mp: float) -> dict:
+    w, h = size_of(mp)
+    OUT.mkdir(parents=True, exist_ok=True)
+    content = OUT / f"tubingen-{w}x{h}.png"
+    if not content.exists():
+        Image.open(CONTENT).convert("RGB").resize((w, h), Image.BICUBIC).save(content)
+    style = Image.open(STYLE)
+    options = Options(size=None, max_memory=MEMORY_GB)
+    guess = estimate.seconds(options, w, h, [style.size])
+    out = OUT / f"starry-{w}x{h}.jpg"
+    cmd = [sys.executable, "-m", "nst_core", "-v", "stylize", str(content), str(STYLE), "-o",
+           str(out), "--size", "keep", "--max-memory", str(MEMORY_GB), "-q"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child
+    plans = re.search(r"scales (.*)", done.stderr).group(1)
+    blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
+    return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
+                blocks=", ".join(f"{s} (blocks of {c})" for s, c in blocks) or "none")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mp", type=float, nargs="+", default=[1, 4, 12, 24])
+    parser.add_argument("--ratio-only", action="store_true")
+    args = parser.parse_args()
+    if not CONTENT.exists():
+        sys.exit(f"bench needs the test images in {SHARED}")
+    print(f"machine: {machine()}")
+    ratio()
+    if args.ratio_only:
+        return
+    print(f"\n| size | megapixels | wall time | estimate before the run | peak memory (whole "
+          f"process, budget {MEMORY_GB:g} GB) | scales in blocks |\n|---|---|---|---|---|---|")
+    for mp in args.mp:
+        r = run_size(mp)
+        print(f"| {r['size']} | {r['mp']:.1f} | {r['wall'] / 60:.1f} min | "
+              f"{r['guess'] / 60:.1f} min | {r['peak'] / 2**30:.2f} GB | {r['blocks']} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
