@@ -192,7 +192,8 @@ class _Run:
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
         grams = {layer: 0.0 for layer in o.style_layers}
         for b, style in zip(blend / blend.sum(), styles):
-            sw, sh = self.style_size(style, max(w, h))
+            sw, sh = style_size(style.shape[-1], style.shape[-2], max(w, h), o.style_scale,
+                                o.style_upsample)
             style = images.resize(style, (sw, sh))
             for k, g in blockwise.style_grams(self.net, style, o.style_layers, self.autocast,
                                               core_for(style), self.margin).items():
@@ -205,16 +206,6 @@ class _Run:
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
             autocast=self.autocast, core=plan.core, margin=self.margin,
             should_stop=self.should_stop)
-
-    def style_size(self, style: torch.Tensor, long_side: int) -> tuple[int, int]:
-        """The style's size at a scale: style_scale x the output's long side, never past the
-        style's own size unless style_upsample."""
-        sh, sw = style.shape[-2:]
-        side = round(long_side * self.o.style_scale)
-        if not self.o.style_upsample:
-            side = min(side, max(sw, sh))
-        side = max(side, round(images.MIN_SIDE * max(sw, sh) / min(sw, sh)))  # VGG's minimum
-        return images.fit_size(sw, sh, side)
 
     def optimise(self, x, objective, index, iterations, plan) -> tuple[torch.Tensor, bool]:
         """One scale's iterations; returns (the image, whether should_stop ended them)."""
@@ -321,6 +312,18 @@ class _Run:
         if report:
             self.emit("finishing", len(self.scales))
         return x[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def style_size(width: int, height: int, long_side: int, scale: float = 1.0,
+               upsample: bool = False) -> tuple[int, int]:
+    """A width x height style image's size at a scale whose output has this long side:
+    scale x the output's long side, never past the style's own size unless `upsample`, and never
+    below what VGG's poolings need."""
+    side = round(long_side * scale)
+    if not upsample:
+        side = min(side, max(width, height))
+    side = max(side, round(images.MIN_SIDE * max(width, height) / min(width, height)))
+    return images.fit_size(width, height, side)
 
 
 class _Diverged(Exception):

@@ -560,9 +560,10 @@ def _serve(reader, session: Session) -> int:
     try:
         job = read_request(reader)
         if isinstance(job, dict):  # an estimate: answered at once, no pixels
+            answer = answer_estimate(job)
             with session.lock:
                 session.final_sent = True
-                session._write(answer_estimate(job))
+                session._write(answer)
             return 0
         session.watch_input(reader)
         data = run_job(job, session)

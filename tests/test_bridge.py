@@ -531,3 +531,32 @@ def test_two_runs_at_once_do_not_collide(tmp_path):
     for log in found:
         assert f"pid{os.getpid()}" in log.name
         assert "sent the result" in log.read_text()
+
+
+@pytest.mark.slow
+def test_estimate_asks_the_real_core(tmp_path):
+    answer = nst_bridge.estimate({"device": "cpu"}, 800, 600,
+                                 config_dir=core_config(tmp_path, CORE))
+    assert set(answer["table"]) == set(nst_bridge.PRESETS)
+    t_small = nst_bridge.estimated_seconds(answer, "standard", 300)
+    t_layer = nst_bridge.estimated_seconds(answer, "standard", 800)
+    assert 0 < t_small < t_layer
+    assert nst_bridge.estimated_seconds(answer, "standard", 100000) is None  # past the table
+
+
+def test_estimate_interpolation_and_durations():
+    answer = {"table": {"standard": [[256, 10.0], [512, 40.0], [1024, 160.0]]}}
+    assert nst_bridge.estimated_seconds(answer, "standard", 512) == 40.0
+    assert abs(nst_bridge.estimated_seconds(answer, "standard", 724) - 80.0) < 1.0  # log-log
+    assert nst_bridge.estimated_seconds(answer, "draft", 512) is None
+    assert nst_bridge.format_duration(42) == "about 40 s"
+    assert nst_bridge.format_duration(250) == "about 4 min"
+    assert nst_bridge.format_duration(4800) == "about 1 h 20 min"
+
+
+def test_a_core_that_cannot_estimate_is_one_bridge_error(tmp_path):
+    script = ("import sys, json; sys.stdin.readline(); "
+              "print(json.dumps({'type': 'error', 'kind': 'weights', 'message': 'no weights'}))")
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.estimate({}, 800, 600, config_dir=fake_core(tmp_path, script))
+    assert e.value.kind == "weights" and "No weights" in e.value.message

@@ -120,3 +120,19 @@ def test_a_size_beyond_the_memory_is_refused_before_any_work_naming_one_that_fit
 def test_asking_for_an_absent_cuda_device_says_so(content_image, style_image):
     with pytest.raises(DeviceError, match="'cuda' asked for"):
         stylize(content_image, [style_image], Options(size=32, device="cuda"))
+
+
+def test_style_scale_sizes_the_style_with_the_output_but_never_past_its_own_size():
+    from nst_core.engine import style_size
+
+    assert style_size(1000, 800, 512) == (512, 410)  # the output's long side
+    assert style_size(1000, 800, 512, scale=0.5) == (256, 205)  # smaller strokes
+    assert style_size(1000, 800, 6000) == (1000, 800)  # a big output: the style's own size
+    assert style_size(1000, 800, 6000, scale=2.0, upsample=True) == (12000, 9600)
+    assert style_size(4000, 100, 64, scale=0.1) == (640, 16)  # a panorama: VGG's 16 px minimum
+
+
+def test_style_scale_reaches_the_engine(content_image, style_image):
+    a, _ = run(content_image, style_image, min_size=0, style_scale=0.5)
+    b, _ = run(content_image, style_image, min_size=0, style_scale=1.0)
+    assert not np.array_equal(np.asarray(a), np.asarray(b))

@@ -3,6 +3,7 @@ small images (about a second of engine time each)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -233,3 +234,36 @@ def test_parent_killed_mid_run_stops_the_worker(tmp_path):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
+
+
+def test_an_estimate_gives_times_per_preset_and_an_automatic_size(tmp_path):
+    """What the GIMP dialog shows: seconds growing with the size, the layer's own size last,
+    and the largest size that fits the time limit."""
+    message = {"type": "estimate", "protocol": protocol.VERSION, "options": {"device": "cpu"},
+               "content": {"width": 1200, "height": 800}, "auto_seconds": 60}
+    w = run_worker(tmp_path, json.dumps(message).encode() + b"\n")
+    assert w.proc.returncode == 0, w.log_text()
+    (answer,) = [m for m, _ in w.messages]
+    assert answer["type"] == "estimate" and "cpu" in answer["device"]
+    for preset, rows in answer["table"].items():
+        sizes, seconds = zip(*rows)
+        assert sizes[-1] == 1200 and list(sizes) == sorted(sizes)
+        assert list(seconds) == sorted(seconds) and seconds[0] > 0
+        assert 16 <= answer["auto_size"][preset] <= 1200
+    assert answer["auto_size"]["draft"] >= answer["auto_size"]["high"]
+
+
+def test_automatic_size_fits_the_time_limit(tmp_path):
+    """auto_seconds: the core picks the size; the result still covers the layer."""
+    data = request(to_samples(gradient(40, 32, 3, "u8"), "u8"), 40, 32, 3, "u8",
+                   options=dict(FAST, size=None), header={"auto_seconds": 1e6})
+    w = run_worker(tmp_path, data)
+    assert result_of(w, 40, 32, 3, "u8").shape == (32, 40, 3)
+    assert "automatic size: 40 px" in w.log_text()  # the layer's own, never larger
+
+
+def test_a_bad_estimate_request_is_one_clear_error(tmp_path):
+    message = {"type": "estimate", "protocol": protocol.VERSION, "content": {"width": "big"}}
+    w = run_worker(tmp_path, json.dumps(message).encode() + b"\n")
+    assert w.final()["type"] == "error" and w.final()["kind"] == "bad_request"
+    assert '"height"' in w.final()["message"] or '"width"' in w.final()["message"]
