@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp lint bench screenshot install uninstall clean
+.PHONY: setup weights demo test test-fast test-gimp lint bench bench-fullres screenshot install \
+        uninstall clean
 
 setup: $(STAMP)
 
@@ -39,6 +40,10 @@ lint: setup
 
 bench: weights
 	$(BIN)/python bench/bench.py
+
+# 1-24 MP photos in a 6 GB budget: time, peak memory, the block path's cost (README figures).
+bench-fullres: weights
+	$(BIN)/python bench/fullres.py
 
 # docs/gimp-dialog.png: the dialog in a real GIMP 3 window (Xvfb in the test chroot).
 screenshot: weights

@@ -216,19 +216,18 @@ class Objective:
         if core.numel() == 0:
             return None
         _, c, fh, fw = core.shape
-        d = core.new_zeros((1, fh, fw, c), dtype=torch.float32)  # channels last, like feats
+        seed = torch.zeros_like(feats)
+        out = block.core(seed, s, height, width)  # written in place: no core-sized fp32 copy
         if dgram is not None:  # in the features' own precision, as losses.gram's backward
             flat = core.permute(0, 2, 3, 1).reshape(fh * fw, c)
             if flat.dtype != torch.bfloat16:
                 flat = flat.float()
             positions = (height // s) * (width // s)
             m = ((dgram + dgram.T) / (c * positions)).to(flat.dtype)
-            d += (flat @ m).view(1, fh, fw, c)
+            out.copy_((flat @ m).view(1, fh, fw, c).permute(0, 3, 1, 2))
         if layer in self.targets:
             target = block.target(self.targets[layer], s, height, width)
-            d += (2 * self.cw / numel[layer]) * (core.float() - target).permute(0, 2, 3, 1)
-        seed = torch.zeros_like(feats)
-        block.core(seed, s, height, width).copy_(d.permute(0, 3, 1, 2))
+            out.add_(((2 * self.cw / numel[layer]) * (core.float() - target)).to(out.dtype))
         return seed
 
     def _each(self, grid: list[Block], pass_: int) -> Iterator[Block]:
