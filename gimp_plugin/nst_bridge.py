@@ -496,8 +496,9 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
 
     options: plug-in values (see DEFAULTS; size_mode "auto": the core picks the largest size up
     to the layer's own that takes at most AUTO_SECONDS); content: dict(width, height,
-    channels, format ("u8", "u16", "f32"), data); mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text) and
-    should_cancel() are called from this (the calling) thread. Raises BridgeError."""
+    channels, format ("u8", "u16", "f32"), data); mask: None or dict(width, height, format,
+    data), one channel; on_progress(fraction, text) and should_cancel() are called from this
+    (the calling) thread. Raises BridgeError."""
     command = find_core_command(config_dir)
     content_info, content_data = _image_bytes(content, "layer's pixel data")
     result_format = result_format or content_info["format"]
