@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import re
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,12 +118,17 @@ def run_size(mp: float) -> dict:
     cmd = [sys.executable, "-m", "nst_core", "-v", "stylize", str(content), str(STYLE), "-o",
            str(out), "--size", "keep", "--max-memory", str(MEMORY_GB), "-q"]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        log = err.read()
     wall = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child
-    plans = re.search(r"scales (.*)", done.stderr).group(1)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{log[-3000:]}")
+    peak = usage.ru_maxrss * 1024  # KiB on Linux
+    plans = re.search(r"scales (.*)", log).group(1)
     blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
     return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
                 blocks=", ".join(f"{s} (blocks of {c})" for s, c in blocks) or "none")
@@ -155,6 +161,7 @@ def main() -> None:
     parser.add_argument("--mp", type=float, nargs="+", default=[1, 4, 12, 24])
     parser.add_argument("--ratio-only", action="store_true")
     parser.add_argument("--crop", action="store_true")
+    parser.add_argument("--skip-ratio", action="store_true")
     args = parser.parse_args()
     if not CONTENT.exists():
         sys.exit(f"bench needs the test images in {SHARED}")
@@ -162,7 +169,8 @@ def main() -> None:
         print(f"wrote {crop_figure()}")
         return
     print(f"machine: {machine()}")
-    ratio()
+    if not args.skip_ratio:
+        ratio()
     if args.ratio_only:
         return
     print(f"\n| size | megapixels | wall time | estimate before the run | peak memory (whole "

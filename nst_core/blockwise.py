@@ -196,15 +196,30 @@ class Objective:
                 grad[..., block.ry0:block.ry1, block.rx0:block.rx1] += piece.grad
             del feats, roots, seeds, piece
 
-        # TV and the range penalty on the whole image.
-        xg = x.requires_grad_(True)
-        image_loss = self.image_terms(xg)
-        if image_loss.requires_grad:
-            image_loss.backward()
-            grad += xg.grad
-        x.requires_grad_(False)
-        loss = self.cw * content + self.sw * float(style) + float(image_loss.detach())
-        return loss, grad
+        loss = self.cw * content + self.sw * float(style)
+        return loss + self._image_terms_in_bands(x, grad, self.core * self.core // w + 1), grad
+
+    def _image_terms_in_bands(self, x: torch.Tensor, grad: torch.Tensor, rows: int) -> float:
+        """TV and the range penalty, band of rows by band of rows, their gradient added to
+        `grad`: on a whole 24 MP image their autograd temporaries would take ~2 GB. TV pairs a
+        row with the next, so each band also reads the first row of the next one (its anchors
+        stay its own rows); the range penalty is per pixel."""
+        if not (self.tvw or self.rw):
+            return 0.0
+        h = x.shape[-2]
+        total = 0.0
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            piece = x[..., r0:min(r1 + 1, h), :].detach().requires_grad_(True)
+            loss = piece.new_zeros(())
+            if self.tvw:
+                loss = loss + self.tvw * losses.tv_loss(piece)
+            if self.rw:
+                loss = loss + self.rw * losses.range_loss(piece[..., :r1 - r0, :])
+            loss.backward()
+            grad[..., r0:min(r1 + 1, h), :] += piece.grad
+            total += loss.item()
+        return total
 
     def _feature_grad(self, block: Block, layer: str, feats: torch.Tensor, dgram, height: int,
                       width: int, numel: dict) -> torch.Tensor | None:
