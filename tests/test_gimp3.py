@@ -27,8 +27,8 @@ OPTIONS = {"preset": "draft", "size-mode": "custom", "size": 48, "strength": 1.0
            "preserve-colors": False, "device": "cpu", "seed": 0}
 # Long enough to be cancelled mid-run: two scales (181, 256 px), 160 iterations.
 CANCEL_OPTIONS = {"preset": "high", "size": 256}
-# A 1024x768 layer at its own size in the smallest memory budget: its last scale runs in blocks.
-BLOCK_OPTIONS = {"size-mode": "layer", "max-memory": 0.75}
+# A 1024x768 layer at its own size in 1 GB: its last scales run in blocks (bf16 and fp32).
+BLOCK_OPTIONS = {"size-mode": "layer", "max-memory": 1.0}
 
 
 def _unavailable(reason):
