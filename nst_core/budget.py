@@ -174,7 +174,7 @@ def budget_of(options, device: torch.device) -> int:
 
 
 def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int,
-             device: torch.device) -> tuple[int, list[Scale]]:
+             device: torch.device, name_largest: bool = True) -> tuple[int, list[Scale]]:
     """(block margin, the scales) of a run: sizes, iterations and each scale's plan, decided
     before any work. A size that cannot fit is refused here, naming one that does."""
     w, h = content_size
@@ -202,8 +202,19 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
         if plan is None:
             fw, fh = sizes[-1][0]
             largest = largest_fitting(fw, fh, budget, 0, fixed, dtype, options.content_layers,
-                                      margin)
+                                      margin) if name_largest else 0
+            while largest >= STRIDE and not _plans(options.replace(size=largest), content_size,
+                                                   style_sizes, dtype, budget, device):
+                largest = int(largest * 0.97) // STRIDE * STRIDE  # name a size that does plan
             raise too_large(fw, fh, budget, device, largest, options.max_memory is not None)
         work = sw * sh * iterations * plan.cost_factor(sw, sh, margin)
         scales.append(Scale((sw, sh), iterations, plan, work))
     return margin, scales
+
+
+def _plans(options, content_size, style_sizes, dtype, budget, device) -> bool:
+    try:
+        plan_run(options, content_size, style_sizes, dtype, budget, device, name_largest=False)
+        return True
+    except (TooLargeError, ImageError):
+        return False
