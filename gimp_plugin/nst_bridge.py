@@ -258,7 +258,11 @@ def _new_log():
     for folder in _log_dirs():
         try:
             if not os.path.isdir(folder):
-                os.makedirs(folder)
+                try:
+                    os.makedirs(folder)
+                except OSError:  # another run made it in between: fine; anything else is not
+                    if not os.path.isdir(folder):
+                        raise
             _prune_logs(folder)
             return tempfile.mkstemp(prefix=prefix, suffix=".log", dir=folder)
         except (IOError, OSError) as e:
