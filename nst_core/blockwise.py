@@ -69,16 +69,17 @@ class Block:
     def core(self, feats: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
         """The core's part of the block's features at a layer of this stride (pixels/feature);
         height, width: the whole image's, whose feature map is floor(side / stride) long."""
-        fy0, fx0 = self.ry0 // stride, self.rx0 // stride
-        y1 = height // stride if self.y1 == height else self.y1 // stride
-        x1 = width // stride if self.x1 == width else self.x1 // stride
-        return feats[..., self.y0 // stride - fy0:y1 - fy0, self.x0 // stride - fx0:x1 - fx0]
+        return self._cut(feats, stride, height, width, self.ry0 // stride, self.rx0 // stride)
 
     def target(self, full: torch.Tensor, stride: int, height: int, width: int) -> torch.Tensor:
         """The same core cut from a whole-image feature map."""
+        return self._cut(full, stride, height, width, 0, 0)
+
+    def _cut(self, feats, stride, height, width, oy, ox):
+        """The core's features; (oy, ox): where `feats` starts on the whole feature map."""
         y1 = height // stride if self.y1 == height else self.y1 // stride
         x1 = width // stride if self.x1 == width else self.x1 // stride
-        return full[..., self.y0 // stride:y1, self.x0 // stride:x1]
+        return feats[..., self.y0 // stride - oy:y1 - oy, self.x0 // stride - ox:x1 - ox]
 
 
 def blocks(height: int, width: int, core: int, margin: int = MARGIN) -> list[Block]:
@@ -92,11 +93,6 @@ def blocks(height: int, width: int, core: int, margin: int = MARGIN) -> list[Blo
             out.append(Block(y0, y1, x0, x1, max(0, y0 - margin), min(height, y1 + margin),
                              max(0, x0 - margin), min(width, x1 + margin)))
     return out
-
-
-def region_pixels(core: int, margin: int = MARGIN) -> int:
-    """The most pixels one block's region can have: what its activations' memory scales with."""
-    return (core + 2 * margin) ** 2
 
 
 class Objective:

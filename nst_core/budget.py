@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from . import images
-from .blockwise import STRIDE, margin_for
+from .blockwise import STRIDE, blocks, margin_for
+from .device import available_memory
 from .errors import ImageError, TooLargeError
 
 GB = 2**30
@@ -59,8 +60,6 @@ class Plan:
         net forward twice (1.5x) and over the margins too."""
         if self.core is None:
             return 1.0
-        from .blockwise import blocks
-
         seen = sum((b.ry1 - b.ry0) * (b.rx1 - b.rx0) for b in blocks(height, width, self.core,
                                                                      margin))
         return 1.5 * seen / (width * height)
@@ -69,11 +68,10 @@ class Plan:
 def default_budget(device: torch.device) -> int:
     """A safe share of what is free when the run starts, plus what the process already holds."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(0.9 * free) + torch.cuda.memory_allocated(device)
+        return int(0.9 * available_memory(device)) + torch.cuda.memory_allocated(device)
     import psutil
 
-    return int(0.8 * psutil.virtual_memory().available) + psutil.Process().memory_info().rss
+    return int(0.8 * available_memory(device)) + psutil.Process().memory_info().rss
 
 
 def content_target_bytes(layers) -> int:
@@ -137,10 +135,10 @@ def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, bud
     return best
 
 
-def largest_fitting(width: int, height: int, budget: int, fixed_per_px: int, fixed: int,
-                    dtype: torch.dtype, content_layers, margin: int) -> int:
-    """The largest long side (multiple of 16) of this aspect ratio that fits at all."""
-    per_px = state_bytes("adam", 0, content_layers) + fixed_per_px
+def largest_fitting(width: int, height: int, budget: int, fixed: int, dtype: torch.dtype,
+                    content_layers, margin: int) -> int:
+    """About the largest long side (multiple of 16) of this aspect ratio that fits at all."""
+    per_px = state_bytes("adam", 0, content_layers)
     room = budget - fixed - BACKWARD_BYTES[dtype] * (MIN_CORE + 2 * margin) ** 2
     if room <= 0:
         return 0
@@ -201,7 +199,7 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
                           strict=strict)
         if plan is None:
             fw, fh = sizes[-1][0]
-            largest = largest_fitting(fw, fh, budget, 0, fixed, dtype, options.content_layers,
+            largest = largest_fitting(fw, fh, budget, fixed, dtype, options.content_layers,
                                       margin) if name_largest else 0
             while largest >= STRIDE and not _plans(options.replace(size=largest), content_size,
                                                    style_sizes, dtype, budget, device):

@@ -20,7 +20,7 @@ import torch
 from . import budget, images, losses, weights
 from .device import describe, select_device, select_dtype
 from .errors import TooLargeError
-from .options import Options
+from .options import PRESETS, Options
 from .vgg import VGG19
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,14 @@ def _measure(device: torch.device, dtype: torch.dtype, options: Options) -> floa
     return value
 
 
+def _where(options: Options) -> tuple[torch.device, torch.dtype]:
+    device = select_device(options.device)
+    return device, select_dtype(options.resolved("precision"), device)
+
+
 def seconds(options: Options, width: int, height: int, style_sizes=(), per_pixel=None) -> float:
     """Estimated wall time of stylize() on a width x height content with these options."""
-    device = select_device(options.device)
-    dtype = select_dtype(options.resolved("precision"), device)
+    device, dtype = _where(options)
     style_sizes = list(style_sizes) or [(width, height)]
     _, scales = budget.plan_run(options, (width, height), style_sizes, dtype,
                                 budget.budget_of(options, device), device)
@@ -101,11 +105,12 @@ def seconds(options: Options, width: int, height: int, style_sizes=(), per_pixel
     return STARTUP_S + per_pixel * (sum(s.work for s in scales) + TARGETS_SHARE * targets)
 
 
-def table(options: Options, width: int, height: int, style_sizes=(), presets=None) -> dict:
-    """{preset: [[long side, seconds], ...]} from 256 px up to the content's own size, growing by
-    sqrt(2): enough to interpolate any size in a dialog. Sizes that cannot fit are left out."""
-    device = select_device(options.device)
-    dtype = select_dtype(options.resolved("precision"), device)
+def for_dialog(options: Options, width: int, height: int, style_sizes, limit_s: float) -> dict:
+    """What a GIMP dialog shows: the device, a table per preset ({preset: [[long side, seconds],
+    ...]} from 256 px up to the content's own size, growing by sqrt(2), enough to interpolate
+    any size; sizes that cannot fit are left out) and, per preset, the largest size up to the
+    content's own that takes at most limit_s here."""
+    device, dtype = _where(options)
     per_pixel = speed(device, dtype, options)
     long_side = max(width, height)
     sizes, s = [], 256.0
@@ -113,27 +118,28 @@ def table(options: Options, width: int, height: int, style_sizes=(), presets=Non
         sizes.append(int(s) // 16 * 16)
         s *= 2 ** 0.5
     sizes.append(long_side)
-    out = {}
-    for preset in presets or [options.preset]:
+    table, auto = {}, {}
+    for preset in PRESETS:
+        o = options.replace(preset=preset)
         rows = []
         for size in sizes:
             try:
-                t = seconds(options.replace(preset=preset, size=size), width, height,
-                            style_sizes, per_pixel)
+                t = seconds(o.replace(size=size), width, height, style_sizes, per_pixel)
             except TooLargeError:
                 break
             rows.append([size, round(t, 1)])
-        out[preset] = rows
-    return out
+        table[preset] = rows
+        auto[preset] = largest_within(o, width, height, limit_s, style_sizes, per_pixel)
+    return {"device": describe(device, dtype).split(", torch")[0], "table": table,
+            "auto_size": auto}
 
 
 def largest_within(options: Options, width: int, height: int, limit_s: float,
-                   style_sizes=()) -> int:
+                   style_sizes=(), per_pixel=None) -> int:
     """The largest long side, up to the content's own, whose run takes at most limit_s here;
     at least the smallest useful size."""
-    device = select_device(options.device)
-    dtype = select_dtype(options.resolved("precision"), device)
-    per_pixel = speed(device, dtype, options)
+    if per_pixel is None:
+        per_pixel = speed(*_where(options), options)
 
     def fits(size):
         try:

@@ -221,18 +221,10 @@ def parse_estimate(header: dict) -> tuple[Options, int, int, list, float]:
 def answer_estimate(header: dict) -> dict:
     """Estimated run times on this machine for a dialog: a table per preset (long side ->
     seconds), the automatic size for the time limit, and the device they were measured on."""
-    from . import estimate
-    from .device import describe, select_device, select_dtype
+    from .estimate import for_dialog
 
     options, width, height, styles, limit = parse_estimate(header)
-    device = select_device(options.device)
-    dtype = select_dtype(options.resolved("precision"), device)
-    from .options import PRESETS
-
-    return {"type": "estimate", "device": describe(device, dtype).split(", torch")[0],
-            "table": estimate.table(options, width, height, styles, presets=list(PRESETS)),
-            "auto_size": {p: estimate.largest_within(options.replace(preset=p), width, height,
-                                                     limit, styles) for p in PRESETS},
+    return {"type": "estimate", **for_dialog(options, width, height, styles, limit),
             "auto_seconds": limit}
 
 

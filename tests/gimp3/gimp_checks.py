@@ -372,7 +372,6 @@ def case_cancel():
     """What GIMP does when the user cancels from the progress bar: it kills the plug-in. The
     core must notice (its stdin closes) and stop, and the image must stay as it was."""
     img = make_image(160, 120)
-    before = snapshot(img)
     info = {}
     delay = float(PARAMS.get("cancel_after_s", 4.0))
 
@@ -394,18 +393,30 @@ def case_cancel():
         t_seen = time.monotonic()
         while time.monotonic() < t_seen + delay and _alive(pid):
             time.sleep(0.05)
-        info["worker_alive_at_kill"] = _alive(pid)
-        os.kill(plugin, signal.SIGKILL)  # as gimp_plug_in_close (plug_in, kill_it=TRUE) does
-        t_kill = time.monotonic()
-        while _alive(pid) and time.monotonic() < t_kill + 30:
-            time.sleep(0.02)
-        info["worker_exit_s"] = round(time.monotonic() - t_kill, 2)
-        info["worker_alive_after"] = _alive(pid)
+        _kill_plugin(pid, plugin, info)
 
+    return _run_with_killer(img, killer, info, PARAMS.get("cancel_options", {}), 60)
+
+
+def _kill_plugin(pid, plugin, info):
+    """Kill the plug-in as gimp_plug_in_close (plug_in, kill_it=TRUE) does when the user
+    cancels, and time how long its core (pid) takes to exit."""
+    info["worker_alive_at_kill"] = _alive(pid)
+    os.kill(plugin, signal.SIGKILL)
+    t_kill = time.monotonic()
+    while _alive(pid) and time.monotonic() < t_kill + 30:
+        time.sleep(0.02)
+    info["worker_exit_s"] = round(time.monotonic() - t_kill, 2)
+    info["worker_alive_after"] = _alive(pid)
+
+
+def _run_with_killer(img, killer, info, options, join_s):
+    """Run the procedure on img while killer() cancels it; the image must stay as it was."""
+    before = snapshot(img)
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    r = run_proc(img, img.get_layers(), **PARAMS.get("cancel_options", {}))
-    t.join(60)
+    r = run_proc(img, img.get_layers(), **options)
+    t.join(join_s)
     r.update(info, unchanged=snapshot(img) == before)
     img.delete()
     return r
@@ -415,7 +426,6 @@ def case_cancel_blocks():
     """A layer that, in a small memory budget, is painted block by block: cancel in the middle
     of the block-wise scale leaves the image as it was, and the core exits."""
     img = make_image(1024, 768)
-    before = snapshot(img)
     info = {}
     logs = os.path.join(tempfile.gettempdir(), "neural-style-gimp")
     old = set(os.listdir(logs)) if os.path.isdir(logs) else set()
@@ -440,21 +450,9 @@ def case_cancel_blocks():
         pid, plugin = workers[0]
         time.sleep(2.0)  # well inside the block-wise iterations
         info["log_at_kill"] = [ln for ln in text.splitlines() if "scale" in ln][-3:]
-        info["worker_alive_at_kill"] = _alive(pid)
-        os.kill(plugin, signal.SIGKILL)  # what GIMP does when the user cancels
-        t_kill = time.monotonic()
-        while _alive(pid) and time.monotonic() < t_kill + 30:
-            time.sleep(0.02)
-        info["worker_exit_s"] = round(time.monotonic() - t_kill, 2)
-        info["worker_alive_after"] = _alive(pid)
+        _kill_plugin(pid, plugin, info)
 
-    t = threading.Thread(target=killer, daemon=True)
-    t.start()
-    r = run_proc(img, img.get_layers(), **PARAMS.get("block_options", {}))
-    t.join(330)
-    r.update(info, unchanged=snapshot(img) == before)
-    img.delete()
-    return r
+    return _run_with_killer(img, killer, info, PARAMS.get("block_options", {}), 330)
 
 
 CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16),
