@@ -24,6 +24,9 @@ POOLINGS = ("max", "avg")
 MAX_STYLE_SCALE = 8.0
 # The interpreter, torch, the network and the smallest block: below this nothing runs.
 MIN_MEMORY_GB = 0.75
+MAX_SEED = 2**63 - 1  # torch's generator takes 64 bits
+MAX_ITERATIONS = 1_000_000
+MAX_LIST = 64  # layers, layer weights and style weights: more is a mistake, not a setting
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class Options:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise OptionError(f"unknown option(s): {', '.join(unknown)}")
+            raise OptionError(f"unknown option(s): {', '.join(map(repr, unknown))}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**values)
 
@@ -145,15 +148,18 @@ class Options:
     # -- validation -----------------------------------------------------------------------------
 
     def validate(self) -> None:
+        for f in fields(self):  # types first: the checks below may then compare and measure
+            _check_type(getattr(self, f.name), f.name, f.type)
         _check_size(self.size, "size", allow_none=True)
         _check_choice(self.preset, "preset", PRESETS)
         for name in ("content_weight", "style_weight", "tv_weight"):
             _check_number(getattr(self, name), name, allow_none=True, minimum=0.0)
         _check_number(self.strength, "strength", minimum=0.0)
         _check_number(self.learning_rate, "learning_rate", minimum=0.0, exclusive=True)
-        _check_int(self.iterations, "iterations", allow_none=True, minimum=1)
-        _check_int(self.seed, "seed", minimum=0)
-        _check_int(self.min_size, "min_size", allow_none=True, minimum=0)
+        _check_int(self.iterations, "iterations", allow_none=True, minimum=1,
+                   maximum=MAX_ITERATIONS)
+        _check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+        _check_int(self.min_size, "min_size", allow_none=True, minimum=0, maximum=16384)
         _check_number(self.style_scale, "style_scale", minimum=0.0, exclusive=True)
         if self.style_scale > MAX_STYLE_SCALE:
             raise OptionError(f"style_scale must be at most {MAX_STYLE_SCALE:g}, "
@@ -164,7 +170,7 @@ class Options:
         if self.max_memory is not None and self.max_memory < MIN_MEMORY_GB:
             raise OptionError(f"max_memory of {self.max_memory:g} GB is too small for anything: "
                               f"the network alone needs about {MIN_MEMORY_GB:g} GB")
-        _check_int(self.block_size, "block_size", allow_none=True, minimum=16)
+        _check_int(self.block_size, "block_size", allow_none=True, minimum=16, maximum=16384)
         if self.block_size is not None and self.block_size % 16:
             raise OptionError(f"block_size must be a multiple of 16, not {self.block_size}")
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
@@ -264,6 +270,43 @@ def _is_cuda_index(device: str) -> bool:
     return device.startswith("cuda:") and device[5:].isdigit()
 
 
+# What each annotation in Options admits (None is allowed where the annotation says "| None").
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "a string",
+               "bool": "true or false"}
+
+
+def _check_type(value, name, annotation: str) -> None:
+    """The option's JSON type, from its annotation ("float | None", "tuple[str, ...]", ...), so
+    every option gets a typed error whatever value arrives: a list for a string, a string for a
+    list, nesting, a bool for a number."""
+    base, optional = annotation.removesuffix(" | None"), annotation.endswith(" | None")
+    if value is None and optional:
+        return
+    if base.startswith("tuple["):
+        item = base[len("tuple["):-len(", ...]")]
+        ok = isinstance(value, tuple) and 0 < len(value) <= MAX_LIST and all(
+            _is(v, item) for v in value)
+        if not ok:
+            raise OptionError(f"{name} must be a list of 1 to {MAX_LIST} "
+                              f"{_TYPE_WORDS[item].removeprefix('a ')}s, not {_describe(value)}")
+        return
+    if not _is(value, base):
+        raise OptionError(f"{name} must be {_TYPE_WORDS[base]}"
+                          f"{' or null' if optional else ''}, not {_describe(value)}")
+
+
+def _is(value, kind: str) -> bool:
+    if isinstance(value, bool) and kind != "bool":
+        return False
+    return isinstance(value, _TYPES[kind])
+
+
+def _describe(value) -> str:
+    text = repr(list(value) if isinstance(value, tuple) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _check_choice(value, name, choices, allow_none=False):
     if value is None and allow_none:
         return
@@ -274,20 +317,29 @@ def _check_choice(value, name, choices, allow_none=False):
 def _check_number(value, name, allow_none=False, minimum=None, exclusive=False):
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise OptionError(f"{name} must be a number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise OptionError(f"{name} must be a finite number, not {_describe(value)}")
     if minimum is not None and (value < minimum or (exclusive and value == minimum)):
         relation = "greater than" if exclusive else "at least"
         raise OptionError(f"{name} must be {relation} {minimum:g}, not {value:g}")
 
 
-def _check_int(value, name, allow_none=False, minimum=None):
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _check_int(value, name, allow_none=False, minimum=None, maximum=None):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(f"{name} must be a whole number, not {value!r}")
+        raise OptionError(f"{name} must be a whole number, not {_describe(value)}")
     if minimum is not None and value < minimum:
-        raise OptionError(f"{name} must be at least {minimum}, not {value}")
+        raise OptionError(f"{name} must be at least {minimum}, not {_describe(value)}")
+    if maximum is not None and value > maximum:
+        raise OptionError(f"{name} must be at most {maximum}, not {_describe(value)}")
 
 
 def _check_size(value, name, allow_none=False):

@@ -31,16 +31,25 @@ core -> plug-in
 from __future__ import annotations
 
 import json
+import logging
+import math
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .errors import ProtocolError
+from .errors import ProtocolError, TooLargeError
+from .options import Options
 
 VERSION = 1
 SAMPLE_BYTES = {"u8": 1, "u16": 2, "f32": 4}
+CHANNELS = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 MAX_SIDE = 32768  # GIMP's own limit is 524288, but nothing past this fits a VGG pass anyway
 MAX_HEADER = 1 << 20  # one JSON line
+MAX_STYLES = 16
 MAX_STYLE_BYTES = 256 << 20
 MAX_PAYLOAD = 4 << 30
+MAX_SECONDS = 1e7
+
+log = logging.getLogger("nst_core.protocol")
 
 
 def write_message(stream: BinaryIO, message: dict, payload: bytes | None = None) -> None:
@@ -61,7 +70,9 @@ def read_header(stream: BinaryIO) -> dict | None:
         raise ProtocolError("a message header must be one JSON line of at most 1 MiB")
     try:
         message = json.loads(line)
-    except ValueError as e:
+    except RecursionError:
+        raise ProtocolError("message header is nested too deeply") from None
+    except ValueError as e:  # also bad UTF-8 and integers of more than 4300 digits
         raise ProtocolError(f"message header is not valid JSON: {e}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError('a message must be a JSON object with a "type"')
@@ -88,3 +99,254 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+# -- the request, checked completely before any work ---------------------------------------------
+#
+# A small hand-written schema: each field is read by one helper that checks its type and range
+# and names the field in its error. Unknown fields are errors too: a typo must not be ignored.
+
+_REQUIRED = object()
+
+
+def _object(value, where: str, known: tuple) -> dict:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be a JSON object, not {_kind(value)}")
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise ProtocolError(f"{where} has unknown field(s): {', '.join(map(repr, unknown))}")
+    return value
+
+
+def _kind(value) -> str:
+    """What a JSON value is, for messages (never the whole value: it may be huge)."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+             type(None): "null", int: "a whole number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _get(d: dict, key: str, where: str, default=_REQUIRED):
+    if key in d:
+        return d[key]
+    if default is _REQUIRED:
+        raise ProtocolError(f'{where} lacks "{key}"')
+    return default
+
+
+def _whole(d: dict, key: str, where: str, lo: int, hi: int, default=_REQUIRED,
+           over=ProtocolError) -> int:
+    """A whole number in lo..hi. `over`: the error for a value above hi (too_large for sizes)."""
+    v = _get(d, key, where, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ProtocolError(f'{where} "{key}" must be a whole number from {lo} to {hi}, '
+                            f"not {_short(v)}")
+    if v > hi:
+        raise over(f'{where} "{key}" of {v} is over the limit of {hi}')
+    return v
+
+
+def _seconds(d: dict, key: str, where: str, default=_REQUIRED) -> float | None:
+    v = _get(d, key, where, default)
+    if v is None and default is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            math.isfinite(v) and 0 < v < MAX_SECONDS):
+        raise ProtocolError(f'{where} "{key}" must be a positive number of seconds, '
+                            f"not {_short(v)}")
+    return float(v)
+
+
+def _format(d: dict, key: str, where: str, default=_REQUIRED) -> str:
+    v = _get(d, key, where, default)
+    if not isinstance(v, str) or v not in SAMPLE_BYTES:
+        raise ProtocolError(f'{where} "{key}" must be one of {", ".join(SAMPLE_BYTES)}, '
+                            f"not {_short(v)}")
+    return v
+
+
+def _short(value) -> str:
+    text = repr(value) if isinstance(value, (str, int, float, type(None))) else _kind(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _options(header: dict, where: str) -> Options:
+    values = _get(header, "options", where, {})
+    if not isinstance(values, dict):
+        raise ProtocolError(f'{where} "options" must be a JSON object, not {_kind(values)}')
+    return Options.from_dict(values)  # its own checks: bad_option errors naming the option
+
+
+def _version(header: dict) -> None:
+    version = header.get("protocol")
+    if version != VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            f"this core speaks protocol version {VERSION}, the plug-in sent version "
+            f"{_short(version)}: install the plug-in and the core from the same release")
+
+
+@dataclass
+class Request:
+    """A stylisation request whose header has been checked; the payload is filled in later."""
+
+    options: Options
+    width: int
+    height: int
+    channels: int
+    format: str
+    result_format: str
+    styles: list  # [(name, size in bytes)]
+    mask_format: str | None
+    auto_seconds: float | None = None  # size None: the largest size that takes at most this
+    content: bytes = b""
+    style_data: list = field(default_factory=list)
+    mask: bytes | None = None
+
+    @property
+    def content_bytes(self) -> int:
+        return self.width * self.height * self.channels * SAMPLE_BYTES[self.format]
+
+    @property
+    def mask_bytes(self) -> int:
+        if self.mask_format is None:
+            return 0
+        return self.width * self.height * SAMPLE_BYTES[self.mask_format]
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.content_bytes + sum(size for _, size in self.styles) + self.mask_bytes
+
+    def summary(self) -> str:
+        styles = ", ".join(f"{name!r} ({size} bytes)" for name, size in self.styles)
+        defaults = Options()
+        changed = {k: v for k, v in self.options.to_dict().items()
+                   if v != getattr(defaults, k)}
+        return (f"{self.width}x{self.height} {CHANNELS[self.channels]} {self.format} -> "
+                f"{self.result_format}; style(s): {styles}; mask: {self.mask_format or 'none'}; "
+                f"options (non-default): {changed or 'none'}")
+
+    def split_payload(self, payload: bytes) -> None:
+        view, at = memoryview(payload), self.content_bytes
+        self.content = view[:at]
+        self.style_data = []
+        for _, size in self.styles:
+            self.style_data.append(bytes(view[at:at + size]))
+            at += size
+        self.mask = view[at:] if self.mask_format else None
+
+
+REQUEST_FIELDS = ("type", "protocol", "options", "content", "styles", "mask", "result",
+                  "auto_seconds", "payload")
+
+
+def parse_request(header: dict) -> Request:
+    """Check a request header completely (everything but the payload's contents) and say what is
+    wrong in one sentence. Nothing large is allocated here."""
+    where = "the request"
+    _object(header, where, REQUEST_FIELDS)
+    if header.get("type") != "request":
+        raise ProtocolError(f'expected a "request" message, got {_short(header.get("type"))}')
+    _version(header)
+    content = _object(_get(header, "content", where), "content",
+                      ("width", "height", "channels", "format"))
+    width = _whole(content, "width", "content", 1, MAX_SIDE, over=TooLargeError)
+    height = _whole(content, "height", "content", 1, MAX_SIDE, over=TooLargeError)
+    channels = _whole(content, "channels", "content", 1, 4)
+    fmt = _format(content, "format", "content")
+
+    result = _get(header, "result", where, None)
+    result = _object({} if result is None else result, "the request's \"result\"", ("format",))
+    result_format = _format(result, "format", "result", fmt)
+
+    styles = _get(header, "styles", where)
+    if not isinstance(styles, list) or not styles:
+        raise ProtocolError("the request needs a list of at least one style image")
+    if len(styles) > MAX_STYLES:
+        raise ProtocolError(f"the request has {len(styles)} style images; at most "
+                            f"{MAX_STYLES} can be blended")
+    parsed_styles = []
+    for i, s in enumerate(styles, 1):
+        s = _object(s, f"style {i}", ("name", "size"))
+        name = _get(s, "name", f"style {i}", f"style {i}")
+        if not isinstance(name, str) or len(name) > 4096:
+            raise ProtocolError(f'style {i} "name" must be a string (a file name)')
+        size = _get(s, "size", f"style {i}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ProtocolError(f"style image {name!r} is empty or has no valid size")
+        if size > MAX_STYLE_BYTES:
+            raise TooLargeError(f"style image {name!r} is {size} bytes, over the limit of "
+                                f"{MAX_STYLE_BYTES} bytes")
+        parsed_styles.append((name, size))
+
+    mask = _get(header, "mask", where, None)
+    mask_format = None
+    if mask is not None:
+        mask = _object(mask, 'the request\'s "mask"', ("width", "height", "channels", "format"))
+        mw = _whole(mask, "width", "mask", 1, MAX_SIDE)
+        mh = _whole(mask, "height", "mask", 1, MAX_SIDE)
+        if (mw, mh) != (width, height):
+            raise ProtocolError(f"the mask is {mw}x{mh} but the content is {width}x{height}")
+        _whole(mask, "channels", "mask", 1, 1, default=1)
+        mask_format = _format(mask, "format", "mask")
+
+    auto_seconds = _seconds(header, "auto_seconds", where, None)
+    request = Request(_options(header, where), width, height, channels, fmt, result_format,
+                      parsed_styles, mask_format, auto_seconds)
+
+    declared = _get(header, "payload", where, 0)
+    if declared != request.payload_bytes:
+        raise ProtocolError(
+            f"the request declares a payload of {_short(declared)} bytes but its content "
+            f"({width}x{height}x{channels} {fmt}), style image(s) and mask need "
+            f"{request.payload_bytes}")
+    if request.payload_bytes > MAX_PAYLOAD:
+        raise TooLargeError(f"the request's {request.payload_bytes} bytes are over the core's "
+                            f"limit of {MAX_PAYLOAD} bytes")
+    return request
+
+
+@dataclass
+class EstimateRequest:
+    """An "estimate" message: how long runs on a width x height layer would take."""
+
+    options: Options
+    width: int
+    height: int
+    styles: list  # [(width, height)] of the style images, where known
+    auto_seconds: float
+
+
+def parse_estimate(header: dict) -> EstimateRequest:
+    where = "the estimate request"
+    _object(header, where, ("type", "protocol", "options", "content", "styles", "auto_seconds",
+                            "payload"))
+    if "protocol" in header:  # older plug-ins of this version did not send it
+        _version(header)
+    if _get(header, "payload", where, 0) != 0:
+        raise ProtocolError("an estimate request carries no payload")
+    content = _object(_get(header, "content", where), "content", ("width", "height"))
+    width = _whole(content, "width", "content", 1, MAX_SIDE)
+    height = _whole(content, "height", "content", 1, MAX_SIDE)
+    styles = _get(header, "styles", where, [])
+    if not isinstance(styles, list) or len(styles) > MAX_STYLES:
+        raise ProtocolError(f'{where}\'s "styles" must be a list of at most {MAX_STYLES} sizes')
+    sizes = []
+    for i, s in enumerate(styles, 1):
+        s = _object(s, f"style {i}", ("width", "height"))
+        sizes.append((_whole(s, "width", f"style {i}", 1, MAX_SIDE),
+                      _whole(s, "height", f"style {i}", 1, MAX_SIDE)))
+    limit = _seconds(header, "auto_seconds", where, 180)
+    return EstimateRequest(_options(header, where), width, height, sizes, limit)
+
+
+def read_request(reader) -> Request | EstimateRequest:
+    """The next message from the plug-in, checked completely: a Request with its payload read,
+    or an EstimateRequest."""
+    header = read_header(reader)
+    if header is None:
+        raise ProtocolError("no request: stdin closed before a request arrived")
+    if header.get("type") == "estimate":
+        return parse_estimate(header)
+    request = parse_request(header)
+    log.info("request: %s", request.summary())
+    request.split_payload(read_payload(reader, header))
+    return request

@@ -4,14 +4,11 @@
 
 stdin carries the request (and later, optionally, {"type": "cancel"}); stdout carries progress
 messages and then exactly one result or one error; stderr is the log. The worker stops by itself
-within a second when it is cancelled, when its stdin closes or when its parent process dies, so
-a plug-in that GIMP kills never leaves a busy core behind.
+within a second when it is cancelled, when its stdin closes or when its parent process dies,
+whatever its stdout is doing, so a plug-in that GIMP kills never leaves a busy core behind.
 
-Pixels: the layer's own sample format (u8, u16, f32; 1-4 channels, alpha last) is converted to
-float32 without passing through 8 bits; f32 samples are clamped to 0..1 for the engine. Grey
-layers are stylised as RGB and returned as luminance. Alpha passes through unchanged, multiplied
-by the selection mask when there is one; a layer without alpha is blended with its original
-pixels by the mask instead (it has no transparency to give).
+The request is parsed and checked in protocol.py, the pixels converted in pixels.py; this module
+is the session: output, stop requests and the watchers.
 """
 
 from __future__ import annotations
@@ -23,23 +20,19 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import NoReturn
 
 import numpy as np
 
-from . import protocol
+from . import pixels, protocol
 from .errors import Cancelled, NSTError, ProtocolError, TooLargeError
-from .options import Options
 
 log = logging.getLogger("nst_core.worker")
 
 GRACE_S = 1.0  # after a stop request the engine gets this long, then the process exits hard
 PARENT_POLL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress messages a second (plus every phase/scale change)
-DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
-FULL_SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}
-LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709, as GIMP's luminance
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROGRESS_FIELDS = ("phase", "scale", "scales", "iteration", "iterations", "step", "steps",
                    "fraction", "loss", "eta_s", "elapsed_s")
 STOP_REASONS = {
@@ -52,258 +45,17 @@ STOP_REASONS = {
 }
 
 
-# -- the request ---------------------------------------------------------------------------------
+# -- the estimate --------------------------------------------------------------------------------
 
 
-@dataclass
-class Job:
-    options: Options
-    width: int
-    height: int
-    channels: int
-    format: str
-    result_format: str
-    styles: list  # [(name, size)]
-    mask_format: str | None
-    auto_seconds: float | None = None  # size None: the largest size that takes at most this
-    content: bytes = b""
-    style_data: list = field(default_factory=list)
-    mask: bytes | None = None
-
-    @property
-    def content_bytes(self) -> int:
-        return self.width * self.height * self.channels * protocol.SAMPLE_BYTES[self.format]
-
-    @property
-    def mask_bytes(self) -> int:
-        if self.mask_format is None:
-            return 0
-        return self.width * self.height * protocol.SAMPLE_BYTES[self.mask_format]
-
-    def summary(self) -> str:
-        kind = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}[self.channels]
-        styles = ", ".join(f"{name} ({size} bytes)" for name, size in self.styles)
-        defaults = Options()
-        changed = {k: v for k, v in self.options.to_dict().items()
-                   if v != getattr(defaults, k)}
-        return (f"{self.width}x{self.height} {kind} {self.format} -> {self.result_format}; "
-                f"style(s): {styles}; mask: {self.mask_format or 'none'}; "
-                f"options (non-default): {changed or 'none'}")
-
-
-def _get(d: dict, key: str, where: str):
-    if key not in d:
-        raise ProtocolError(f'{where} lacks "{key}"')
-    return d[key]
-
-
-def _int(d: dict, key: str, where: str, lo: int, hi: int) -> int:
-    v = _get(d, key, where)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ProtocolError(f'{where} "{key}" must be a whole number from {lo} to {hi}, '
-                            f"not {v!r}")
-    return v
-
-
-def _format(d: dict, where: str) -> str:
-    v = _get(d, "format", where)
-    if v not in protocol.SAMPLE_BYTES:
-        raise ProtocolError(f'{where} "format" must be one of '
-                            f"{', '.join(protocol.SAMPLE_BYTES)}, not {v!r}")
-    return v
-
-
-def _dict(d: dict, key: str, where: str) -> dict:
-    v = _get(d, key, where)
-    if not isinstance(v, dict):
-        raise ProtocolError(f'{where} "{key}" must be a JSON object')
-    return v
-
-
-def parse_request(header: dict) -> Job:
-    """Check a request header completely (everything but the payload's contents) and say what is
-    wrong in one sentence. Nothing large is allocated here."""
-    if header.get("type") != "request":
-        raise ProtocolError(f'expected a "request" message, got {header.get("type")!r}')
-    version = header.get("protocol")
-    if version != protocol.VERSION:
-        raise ProtocolError(
-            f"this core speaks protocol version {protocol.VERSION}, the plug-in sent version "
-            f"{version!r}: install the plug-in and the core from the same release")
-    content = _dict(header, "content", "the request")
-    width = _int(content, "width", "content", 1, protocol.MAX_SIDE)
-    height = _int(content, "height", "content", 1, protocol.MAX_SIDE)
-    channels = _int(content, "channels", "content", 1, 4)
-    fmt = _format(content, "content")
-
-    result = header.get("result") or {}
-    if not isinstance(result, dict):
-        raise ProtocolError('the request\'s "result" must be a JSON object')
-    result_format = _format(result, "result") if "format" in result else fmt
-
-    styles = _get(header, "styles", "the request")
-    if not isinstance(styles, list) or not styles:
-        raise ProtocolError("the request needs at least one style image")
-    parsed_styles = []
-    for i, s in enumerate(styles, 1):
-        if not isinstance(s, dict):
-            raise ProtocolError(f"style {i} must be a JSON object")
-        name = s.get("name", f"style {i}")
-        if not isinstance(name, str):
-            raise ProtocolError(f'style {i} "name" must be a string')
-        size = _get(s, "size", f"style {i}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ProtocolError(f"style image {name!r} is empty or has no valid size")
-        if size > protocol.MAX_STYLE_BYTES:
-            raise ProtocolError(f"style image {name!r} is {size} bytes, over the limit of "
-                                f"{protocol.MAX_STYLE_BYTES} bytes")
-        parsed_styles.append((name, size))
-
-    mask = header.get("mask")
-    mask_format = None
-    if mask is not None:
-        if not isinstance(mask, dict):
-            raise ProtocolError('the request\'s "mask" must be null or a JSON object')
-        mw = _int(mask, "width", "mask", 1, protocol.MAX_SIDE)
-        mh = _int(mask, "height", "mask", 1, protocol.MAX_SIDE)
-        if (mw, mh) != (width, height):
-            raise ProtocolError(f"the mask is {mw}x{mh} but the content is {width}x{height}")
-        if mask.get("channels", 1) != 1:
-            raise ProtocolError("the mask must have exactly one channel")
-        mask_format = _format(mask, "mask")
-
-    options = header.get("options", {})
-    if not isinstance(options, dict):
-        raise ProtocolError('the request\'s "options" must be a JSON object')
-    auto_seconds = header.get("auto_seconds")
-    if auto_seconds is not None and (isinstance(auto_seconds, bool) or not isinstance(
-            auto_seconds, (int, float)) or not 0 < auto_seconds < 1e7):
-        raise ProtocolError(f'the request\'s "auto_seconds" must be a positive number of seconds, '
-                            f"not {auto_seconds!r}")
-    job = Job(Options.from_dict(options), width, height, channels, fmt, result_format,
-              parsed_styles, mask_format, auto_seconds)
-
-    expected = job.content_bytes + sum(size for _, size in parsed_styles) + job.mask_bytes
-    declared = header.get("payload", 0)
-    if declared != expected:
-        raise ProtocolError(
-            f"the request declares a payload of {declared} bytes but its content "
-            f"({width}x{height}x{channels} {fmt}), style image(s) and mask need {expected}")
-    if expected > protocol.MAX_PAYLOAD:
-        raise TooLargeError(f"the request's {expected} bytes are over the core's limit of "
-                            f"{protocol.MAX_PAYLOAD} bytes")
-    return job
-
-
-def parse_estimate(header: dict) -> tuple[Options, int, int, list, float]:
-    """An "estimate" message: (options, width, height, style sizes, time limit in seconds)."""
-    content = _dict(header, "content", "the estimate request")
-    width = _int(content, "width", "content", 1, protocol.MAX_SIDE)
-    height = _int(content, "height", "content", 1, protocol.MAX_SIDE)
-    styles = header.get("styles", [])
-    if not isinstance(styles, list) or len(styles) > 16:
-        raise ProtocolError('the estimate request\'s "styles" must be a list of sizes')
-    sizes = []
-    for i, s in enumerate(styles, 1):
-        if not isinstance(s, dict):
-            raise ProtocolError(f"style {i} must be a JSON object")
-        sizes.append((_int(s, "width", f"style {i}", 1, protocol.MAX_SIDE),
-                      _int(s, "height", f"style {i}", 1, protocol.MAX_SIDE)))
-    limit = header.get("auto_seconds", 180)
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < 1e7:
-        raise ProtocolError(f'"auto_seconds" must be a positive number of seconds, not {limit!r}')
-    options = header.get("options", {})
-    if not isinstance(options, dict):
-        raise ProtocolError('the request\'s "options" must be a JSON object')
-    return Options.from_dict(options), width, height, sizes, float(limit)
-
-
-def answer_estimate(header: dict) -> dict:
+def answer_estimate(request: protocol.EstimateRequest) -> dict:
     """Estimated run times on this machine for a dialog: a table per preset (long side ->
     seconds), the automatic size for the time limit, and the device they were measured on."""
     from .estimate import for_dialog
 
-    options, width, height, styles, limit = parse_estimate(header)
-    return {"type": "estimate", **for_dialog(options, width, height, styles, limit),
-            "auto_seconds": limit}
-
-
-def read_request(reader) -> Job | dict:
-    """The request (a Job), or an "estimate" message's header."""
-    header = protocol.read_header(reader)
-    if header is None:
-        raise ProtocolError("no request: stdin closed before a request arrived")
-    if header.get("type") == "estimate":
-        return header
-    job = parse_request(header)
-    log.info("request: %s", job.summary())
-    payload = memoryview(protocol.read_payload(reader, header))
-    at = job.content_bytes
-    job.content = payload[:at]
-    for _, size in job.styles:
-        job.style_data.append(bytes(payload[at:at + size]))
-        at += size
-    job.mask = payload[at:] if job.mask_format else None
-    return job
-
-
-# -- pixels --------------------------------------------------------------------------------------
-
-
-def samples(data, fmt: str, shape: tuple) -> np.ndarray:
-    return np.frombuffer(data, dtype=DTYPES[fmt]).reshape(shape)
-
-
-def to_float(a: np.ndarray, fmt: str) -> np.ndarray:
-    """Samples -> float32 (u8/u16 scaled to 0..1, no 8-bit step; f32 as is, NaN -> 0)."""
-    if fmt == "f32":
-        return np.nan_to_num(a.astype(np.float32), nan=0.0)
-    return a.astype(np.float32) / np.float32(FULL_SCALE[fmt])
-
-
-def encode(x: np.ndarray, fmt: str) -> np.ndarray:
-    """float array -> samples of `fmt` (u8/u16 clamped to 0..1 and rounded)."""
-    if fmt == "f32":
-        return x.astype(DTYPES[fmt])
-    return np.round(np.clip(x, 0.0, 1.0) * FULL_SCALE[fmt]).astype(DTYPES[fmt])
-
-
-def split_content(job: Job):
-    """(RGB float32 HxWx3 in 0..1 for the engine, raw alpha samples or None)."""
-    c = job.channels
-    pixels = samples(job.content, job.format, (job.height, job.width, c))
-    colour_channels = 1 if c <= 2 else 3
-    colour = to_float(pixels[..., :colour_channels], job.format)
-    np.clip(colour, 0.0, 1.0, out=colour)
-    if colour_channels == 1:
-        colour = np.repeat(colour, 3, axis=2)
-    alpha = pixels[..., c - 1].copy() if c in (2, 4) else None
-    return np.ascontiguousarray(colour), alpha
-
-
-def assemble(job: Job, rgb: np.ndarray, original_rgb: np.ndarray, alpha_raw) -> bytes:
-    """The result samples: the content's size and channels in the requested format."""
-    fmt, c = job.result_format, job.channels
-    mask = None
-    if job.mask is not None:
-        mask = samples(job.mask, job.mask_format, (job.height, job.width, 1))
-        mask = np.clip(to_float(mask, job.mask_format), 0.0, 1.0)
-    if alpha_raw is None and mask is not None:
-        # No alpha to make transparent: outside the selection keep the original pixels.
-        rgb = rgb * mask + original_rgb * (1.0 - mask)
-    colour = rgb @ LUMA if c <= 2 else rgb
-    colour = colour.reshape(job.height, job.width, -1)
-    out = np.empty((job.height, job.width, c), dtype=DTYPES[fmt])
-    out[..., :colour.shape[2]] = encode(colour, fmt)
-    if alpha_raw is not None:
-        if mask is None and fmt == job.format:
-            out[..., c - 1] = alpha_raw  # bit for bit
-        else:
-            alpha = to_float(alpha_raw, job.format)
-            if mask is not None:
-                alpha = alpha * mask[..., 0]
-            out[..., c - 1] = encode(alpha, fmt)
-    return out.tobytes()
+    return {"type": "estimate", **for_dialog(request.options, request.width, request.height,
+                                             request.styles, request.auto_seconds),
+            "auto_seconds": request.auto_seconds}
 
 
 # -- the session: output, stop requests, watchers ------------------------------------------------
@@ -362,11 +114,16 @@ class FdWriter:
 
 
 class Session:
-    """Owns stdout and the stop flag. Exactly one final message (result or error) is sent."""
+    """Owns stdout and the stop flag. Exactly one final message (result or error) is sent.
+
+    Two locks: `state` guards the flags and is only ever held briefly; `out` is held while
+    writing, which blocks when the plug-in is not reading. A stop request needs only `state`,
+    so cancel, the end of stdin and the parent's death work whatever stdout is doing."""
 
     def __init__(self, writer):
         self.writer = writer
-        self.lock = threading.Lock()
+        self.state = threading.Lock()
+        self.out = threading.Lock()
         self.stop = threading.Event()  # passed to the engine as should_stop
         self.done = threading.Event()  # the main thread has finished
         self.stop_reason: str | None = None
@@ -378,13 +135,14 @@ class Session:
     # output
 
     def _write(self, message: dict, payload: bytes | None = None) -> bool:
-        try:
-            protocol.write_message(self.writer, message, payload)
-            return True
-        except OSError as e:  # the plug-in has gone: nobody to tell
-            log.warning("could not send %s message: %s", message.get("type"), e)
-            self.output_broken = True
-            return False
+        with self.out:
+            try:
+                protocol.write_message(self.writer, message, payload)
+                return True
+            except OSError as e:  # the plug-in has gone: nobody to tell
+                log.warning("could not send %s message: %s", message.get("type"), e)
+                self.output_broken = True
+                return False
 
     def progress(self, force: bool = False, **fields) -> None:
         p = dict(self.last_progress)
@@ -397,28 +155,32 @@ class Session:
         if not force and p["phase"] == previous["phase"] and p["scale"] == previous["scale"] \
                 and now - self.last_progress_sent < PROGRESS_INTERVAL_S:
             return
-        with self.lock:
+        with self.state:
             if self.final_sent or self.stop.is_set():
                 return
-            self.last_progress_sent = now
-            self._write({"type": "progress", **p})
+        self.last_progress_sent = now
+        self._write({"type": "progress", **p})
         if self.output_broken:
             self.request_stop("output")
 
-    def send_result(self, message: dict, payload: bytes) -> bool:
-        """Send the result unless a stop was requested (then the caller reports cancelled)."""
-        with self.lock:
+    def _final(self, message: dict, payload: bytes | None = None) -> bool:
+        """Send the one final message unless one was sent or a stop was requested."""
+        with self.state:
             if self.final_sent or self.stop.is_set():
                 return False
             self.final_sent = True
-            return self._write(message, payload)
+        return self._write(message, payload)
+
+    def send_result(self, message: dict, payload: bytes) -> bool:
+        """Send the result unless a stop was requested (then the caller reports cancelled)."""
+        return self._final(message, payload)
 
     def send_error(self, kind: str, message: str) -> None:
-        with self.lock:
+        with self.state:
             if self.final_sent:
                 return
             self.final_sent = True
-            self._write({"type": "error", "kind": kind, "message": message})
+        self._write({"type": "error", "kind": kind, "message": message})
 
     # stopping
 
@@ -427,8 +189,8 @@ class Session:
         return Cancelled(f"Cancelled: {reason}.")
 
     def request_stop(self, reason: str) -> None:
-        with self.lock:
-            if self.stop.is_set() or self.final_sent:  # after the answer there is nothing to stop
+        with self.state:
+            if self.stop.is_set() or self.done.is_set():
                 return
             self.stop_reason = reason
             self.stop.set()
@@ -438,12 +200,17 @@ class Session:
     def _watchdog(self) -> None:
         if self.done.wait(GRACE_S):
             return
-        log.error("the engine did not stop within %.0f s; exiting now", GRACE_S)
-        if self.lock.acquire(timeout=0.2):  # never released: the process ends here
-            if not self.final_sent:
-                self.final_sent = True
-                self._write({"type": "error", "kind": Cancelled.kind,
-                             "message": self.cancelled().message})
+        log.error("the core did not stop within %.0f s; exiting now", GRACE_S)
+        # Tell the plug-in why, unless stdout is blocked or the answer is already on its way.
+        if self.out.acquire(timeout=0.2):  # never released: the process ends here
+            with self.state:
+                send, self.final_sent = not self.final_sent, True
+            if send:
+                try:
+                    protocol.write_message(self.writer, {"type": "error", "kind": Cancelled.kind,
+                                                         "message": self.cancelled().message})
+                except OSError:
+                    pass
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(Cancelled.exit_code)
@@ -491,27 +258,27 @@ class Session:
 # -- serving -------------------------------------------------------------------------------------
 
 
-def run_job(job: Job, session: Session) -> bytes:
+def run_job(request: protocol.Request, session: Session) -> bytes:
     """Stylise; returns the result samples. Raises Cancelled when a stop was requested."""
     session.progress(force=True, phase="loading", fraction=0.0, elapsed_s=0.0)
     t0 = time.monotonic()
     from .engine import stylize  # torch loads here, after the request is known to be good
     from .images import load_image, resize_array
 
-    rgb, alpha = split_content(job)
+    rgb, alpha = pixels.split_content(request)
     styles = [load_image(data, what="style image", name=name)
-              for (name, _), data in zip(job.styles, job.style_data)]
-    job.style_data = []
-    if job.auto_seconds is not None and job.options.size is None:
+              for (name, _), data in zip(request.styles, request.style_data)]
+    request.style_data = []
+    if request.auto_seconds is not None and request.options.size is None:
         from .estimate import largest_within
 
-        size = largest_within(job.options, job.width, job.height, job.auto_seconds,
-                              [s.size for s in styles])
+        size = largest_within(request.options, request.width, request.height,
+                              request.auto_seconds, [s.size for s in styles])
         log.info("automatic size: %d px (long side) for a run of at most %.0f s", size,
-                 job.auto_seconds)
-        job.options = job.options.replace(size=size)
+                 request.auto_seconds)
+        request.options = request.options.replace(size=size)
     log.info("imported the engine and decoded the images in %.2f s; device option %r",
-             time.monotonic() - t0, job.options.device)
+             time.monotonic() - t0, request.options.device)
     if session.stop.is_set():
         raise session.cancelled()
 
@@ -519,18 +286,19 @@ def run_job(job: Job, session: Session) -> bytes:
         session.progress(**dataclasses.asdict(p))
 
     t1 = time.monotonic()
-    out = stylize(rgb, styles, job.options, progress=on_progress, should_stop=session.stop.is_set)
+    out = stylize(rgb, styles, request.options, progress=on_progress,
+                  should_stop=session.stop.is_set)
     log.info("engine finished in %.2f s", time.monotonic() - t1)
     if session.stop.is_set():
         raise session.cancelled()
     out = np.asarray(out, dtype=np.float32)
     if out.ndim != 3 or out.shape[2] != 3:
         raise RuntimeError(f"the engine returned an array of shape {out.shape}, not HxWx3")
-    if out.shape[:2] != (job.height, job.width):
+    if out.shape[:2] != (request.height, request.width):
         log.info("resizing the engine's %dx%d result to %dx%d", out.shape[1], out.shape[0],
-                 job.width, job.height)
-    out = resize_array(out, (job.width, job.height))  # in float: no 8-bit step
-    data = assemble(job, out, rgb, alpha)
+                 request.width, request.height)
+    out = resize_array(out, (request.width, request.height))  # in float: no 8-bit step
+    data = pixels.assemble(request, out, rgb, alpha)
     if session.last_progress["phase"] != "finishing":
         session.progress(force=True, phase="finishing", fraction=1.0, eta_s=0.0,
                          elapsed_s=time.monotonic() - t0)
@@ -550,17 +318,14 @@ def serve(reader, writer) -> int:
 def _serve(reader, session: Session) -> int:
     t0 = time.monotonic()
     try:
-        job = read_request(reader)
-        if isinstance(job, dict):  # an estimate: answered at once, no pixels
-            answer = answer_estimate(job)
-            with session.lock:
-                session.final_sent = True
-                session._write(answer)
+        request = protocol.read_request(reader)
+        if isinstance(request, protocol.EstimateRequest):  # answered at once, no pixels
+            session._final(answer_estimate(request))
             return 0
         session.watch_input(reader)
-        data = run_job(job, session)
-        message = {"type": "result", "width": job.width, "height": job.height,
-                   "channels": job.channels, "format": job.result_format}
+        data = run_job(request, session)
+        message = {"type": "result", "width": request.width, "height": request.height,
+                   "channels": request.channels, "format": request.result_format}
         if not session.send_result(message, data):
             if session.stop.is_set():
                 raise session.cancelled()
@@ -606,9 +371,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         prog="nst worker",
         description="Serve one stylisation request from a GIMP plug-in on stdin/stdout "
                     "(the wire format is in nst_core/protocol.py); stderr is the log.")
-    parser.add_argument("--log-level", default=os.environ.get("NST_LOG_LEVEL", "INFO"),
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
+                        help="default: $NST_LOG_LEVEL, else INFO")
     args = parser.parse_args(argv)
+    # The environment must not stop the core from answering: a bad value is logged, not fatal.
+    env_level = os.environ.get("NST_LOG_LEVEL", "INFO").strip().upper()
+    level = args.log_level or (env_level if env_level in LOG_LEVELS else "INFO")
 
     # The protocol owns the real stdout; anything printed (by us, torch or C code) goes to the log.
     sys.stdout.flush()
@@ -620,7 +388,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    _setup_logging(args.log_level)
+    _setup_logging(level)
+    if not args.log_level and env_level not in LOG_LEVELS:
+        log.warning("NST_LOG_LEVEL=%r is not one of %s; logging at INFO",
+                    os.environ["NST_LOG_LEVEL"], ", ".join(LOG_LEVELS))
     from . import __version__
 
     log.info("nst_core %s worker, Python %s, pid %d", __version__, sys.version.split()[0],

@@ -54,7 +54,7 @@ def test_size_keep_uses_the_content_size():
 @pytest.mark.parametrize("changes, words", [
     (dict(style_weight=-1.0), "style_weight must be at least 0"),
     (dict(content_weight="abc"), "content_weight must be a number"),
-    (dict(tv_weight=float("nan")), "tv_weight must be a number"),
+    (dict(tv_weight=float("nan")), "tv_weight must be a finite number"),
     (dict(iterations=0), "iterations must be at least 1"),
     (dict(size=8), "size must be at least 16"),
     (dict(size=100000), "beyond the 16384"),

@@ -128,7 +128,7 @@ def test_style_over_the_limit(tmp_path):
     header["styles"] = [{"name": "huge.jpg", "size": protocol.MAX_STYLE_BYTES + 1}]
     header["payload"] = len(CONTENT) + protocol.MAX_STYLE_BYTES + 1
     w = run_worker(tmp_path, json.dumps(header).encode() + b"\n" + CONTENT)
-    assert_one_error(w, "bad_request", "huge.jpg", "over the limit")
+    assert_one_error(w, "too_large", "huge.jpg", "over the limit")
 
 
 def test_mask_size_must_match_content(tmp_path):
@@ -174,11 +174,12 @@ def test_corrupt_style_is_bad_image(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs os.wait4 (POSIX)")
-@pytest.mark.parametrize("content, words", [
-    ({"width": protocol.MAX_SIDE + 1, "height": 16, "channels": 3, "format": "u8"}, "width"),
-    ({"width": 30000, "height": 30000, "channels": 4, "format": "f32"}, "payload"),
+@pytest.mark.parametrize("content, kind, words", [
+    ({"width": protocol.MAX_SIDE + 1, "height": 16, "channels": 3, "format": "u8"}, "too_large",
+     "width"),
+    ({"width": 30000, "height": 30000, "channels": 4, "format": "f32"}, "bad_request", "payload"),
 ])
-def test_oversized_dimensions_fail_fast_without_allocating(tmp_path, content, words):
+def test_oversized_dimensions_fail_fast_without_allocating(tmp_path, content, kind, words):
     """A 14 GB image declared with a 100-byte payload is refused from the header alone; the
     worker's peak memory stays that of a bare interpreter: nothing the header claims is
     allocated before the header is known to be good."""
@@ -203,7 +204,7 @@ def test_oversized_dimensions_fail_fast_without_allocating(tmp_path, content, wo
     scale = 1 if sys.platform != "darwin" else 1024  # macOS reports bytes
     assert maxrss_kb / scale < 300_000, f"worker peaked at {maxrss_kb / scale / 1024:.0f} MB"
     message = json.loads(rest.splitlines()[0])
-    assert message["type"] == "error" and message["kind"] == "bad_request"
+    assert message["type"] == "error" and message["kind"] == kind
     assert words in message["message"]
 
 
@@ -211,10 +212,10 @@ def test_internal_error_is_one_readable_message(tmp_path):
     """A bug (any exception that is no NSTError) becomes one error of kind "internal" naming
     the exception; the traceback goes to the log. The bug is planted in the worker's own pixel
     code, not in the engine."""
-    script = ("import sys, nst_core.worker as w\n"
-              "def broken(job):\n"
+    script = ("import sys, nst_core.pixels as p, nst_core.worker as w\n"
+              "def broken(request):\n"
               "    raise RuntimeError('simulated bug in the worker')\n"
-              "w.split_content = broken\n"
+              "p.split_content = broken\n"
               "sys.exit(w.main())\n")
     worker = Worker(tmp_path / "worker.log", command=[sys.executable, "-c", script])
     worker.send(request(CONTENT, W, H, 3, "u8"))
