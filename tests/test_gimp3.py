@@ -202,6 +202,35 @@ def test_each_selected_layer_gets_its_own_result(gimp_run):
                      f"Bottom ({STYLE_NAME})": (64, 48, [0, 0])}
 
 
+def test_all_new_layers_are_selected(gimp_run):
+    # Inserting a layer selects only it: after a run on two layers both results are selected.
+    r = case(gimp_run, "two_layers")
+    assert r["status"] == "success", r["message"]
+    assert r["selected"] == [f"Bottom ({STYLE_NAME})", f"Top ({STYLE_NAME})"]
+
+
+def test_layer_mask_is_copied_and_what_it_hides_stays_hidden(gimp_run):
+    r = case(gimp_run, "mask")
+    assert r["status"] == "success", r["message"]
+    assert r["source_unchanged"] and r["source_mask_unchanged"]
+    assert r["has_mask"], "the new layer has no layer mask: the hidden part shows, stylised"
+    assert r["mask_format"][0] == r["mask_format"][1]
+    assert r["mask_equal"]
+    flags = r["flags"]
+    assert flags["apply_mask"] == [True, True] and flags["show_mask"] == [False, False]
+    assert flags["edit_mask"] == [False, False]  # the layer is selected, not its mask
+    assert r["hidden_max_diff"] < 1e-6  # the image looks the same where the mask hides
+    assert r["shown_mean_diff"] > 0.02  # and is painted where it shows
+
+
+def test_indexed_image_is_refused_with_one_clear_error(gimp_run):
+    r = case(gimp_run, "indexed")
+    assert r["status"] == "execution-error"
+    assert "indexed" in r["message"] and "Image > Mode > RGB" in r["message"]
+    assert r["unchanged"] and r["layers_after"] == r["layers_before"] == 1
+    assert r["base_type"] == "indexed"
+
+
 # -- failures ------------------------------------------------------------------------------------
 
 

@@ -114,6 +114,39 @@ def _read(drawable, x, y, w, h, fmt):
     return buf.get(Gegl.Rectangle.new(x, y, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE)
 
 
+def _refusal_for_mode(image):
+    """Why this image cannot be painted, or None. The menu only offers the filter on RGB and
+    greyscale images, but a script can pass any image: an indexed one would come back quantised
+    to its old palette, so it is refused before any work."""
+    base = image.get_base_type()
+    if base in (Gimp.ImageBaseType.RGB, Gimp.ImageBaseType.GRAY):
+        return None
+    kind = ("indexed (it uses a colour palette)" if base == Gimp.ImageBaseType.INDEXED
+            else f"of mode {base.value_nick}")
+    return (f"Neural style works on RGB and greyscale images, and this image is {kind}. "
+            "Convert it with Image > Mode > RGB, then run the filter again.")
+
+
+def _copy_mask(source, new):
+    """Give `new` a copy of the source's layer mask, with its apply and show settings, so that
+    what the mask hides stays hidden and the user can still edit the mask."""
+    mask = source.get_mask()
+    if mask is None:
+        return
+    copy = new.create_mask(Gimp.AddMaskType.WHITE)
+    if not new.add_mask(copy):
+        raise RuntimeError(f"GIMP could not add a layer mask to \"{new.get_name()}\"")
+    w, h = new.get_width(), new.get_height()  # a mask always has its layer's size
+    rect = Gegl.Rectangle.new(0, 0, w, h)
+    buf = copy.get_buffer()
+    mask.get_buffer().copy(rect, Gegl.AbyssPolicy.NONE, buf, rect)  # same format: exact
+    buf.flush()
+    copy.update(0, 0, w, h)
+    new.set_apply_mask(source.get_apply_mask())
+    new.set_show_mask(source.get_show_mask())
+    new.set_edit_mask(False)  # add_mask selects the mask; the source's pixels were selected
+
+
 def _style_stem(path):
     return os.path.splitext(os.path.basename(path))[0] or "style"
 
@@ -177,6 +210,9 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
         return _error(procedure, f"The Neural Style plug-in is incomplete: nst_bridge.py could "
                       f"not be loaded from {folder} ({_BRIDGE_ERROR}). Run the installer again "
                       "to repair it.")
+    refusal = _refusal_for_mode(image)
+    if refusal:
+        return _error(procedure, refusal)
     layers = [d for d in drawables or [] if isinstance(d, Gimp.Layer)]
     if not layers:
         return _error(procedure, "Neural style works on layers: select one or more layers "
@@ -257,6 +293,9 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
             buf.set(Gegl.Rectangle.new(0, 0, w, h), pixel_format, pixels)
             buf.flush()
             new.update(0, 0, w, h)
+            _copy_mask(layer, new)
+        # Inserting a layer selects only it: select every result, as the sources were.
+        image.set_selected_layers(added)
     except Exception as e:  # noqa: BLE001 - one readable message, the image as it was
         for new in added:
             if new.is_valid():
@@ -289,10 +328,11 @@ class NeuralStyle(Gimp.PlugIn):
             "Paint the layer in the style of an artwork (neural style transfer)",
             "Repaints each selected layer in the style of a chosen image - a painting, a "
             "drawing, a photo - with the neural algorithm of Gatys et al. The result is a new "
-            "layer above the original (which is left as it was), limited to the selection if "
-            "there is one. One undo step removes it. The work runs in a separate neural style "
-            "core (PyTorch) on a GPU or the CPU; GIMP's progress bar shows its progress and "
-            "cancelling stops it.",
+            "layer above the original (which is left as it was), with a copy of its layer "
+            "mask, limited to the selection if there is one. One undo step removes it. RGB and "
+            "greyscale images only (convert an indexed one with Image > Mode > RGB). The work "
+            "runs in a separate neural style core (PyTorch) on a GPU or the CPU; GIMP's "
+            "progress bar shows its progress and cancelling stops it.",
             name)
         procedure.set_attribution("Neural Style for GIMP contributors",
                                   "Neural Style for GIMP contributors (MIT license)", "2025")

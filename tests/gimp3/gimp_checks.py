@@ -268,7 +268,69 @@ def case_two_layers():
     r = run_proc(img, [top, bottom])
     r.update(source_unchanged=source_unchanged(before, img),
              order=[lay.get_name() for lay in img.get_layers()],
+             selected=sorted(lay.get_name() for lay in img.get_selected_layers()),
              added=[layer_info(img, lay) for lay in new_layers(before, img)])
+    img.delete()
+    return r
+
+
+def flattened(img):
+    """What the image looks like: its layers composited (masks applied) on the background."""
+    dup = img.duplicate()
+    px = floats(read(dup.flatten(), "R'G'B' float"))
+    dup.delete()
+    return px
+
+
+def case_mask():
+    """A layer with a layer mask (left third hidden, a soft ramp, the rest shown): the new layer
+    carries an equal mask, so what the source's mask hides stays hidden."""
+    w, h = 48, 36
+    img = make_image(w, h)
+    src = img.get_layers()[0]
+    mask = src.create_mask(Gimp.AddMaskType.WHITE)
+    src.add_mask(mask)
+    ramp = array.array("f", (min(1.0, max(0.0, (x - 16) / 16.0)) for y in range(h)
+                             for x in range(w)))
+    write(mask, "Y float", ramp.tobytes())
+    src.set_edit_mask(False)  # the layer, not its mask, is selected: as a user runs the filter
+    mask_fmt = fmt_name(mask)
+    mask_sha = hashlib.sha256(read(mask, mask_fmt)).hexdigest()
+    before = snapshot(img)
+    look_before = flattened(img)
+    r = run_proc(img, [src])
+    added = new_layers(before, img)
+    r.update(source_unchanged=source_unchanged(before, img),
+             source_mask_unchanged=hashlib.sha256(read(mask, mask_fmt)).hexdigest() == mask_sha,
+             added=[layer_info(img, lay) for lay in added])
+    if added:
+        new = added[0]
+        new_mask = new.get_mask()
+        r["has_mask"] = new_mask is not None
+        if new_mask is not None:
+            r["mask_format"] = [mask_fmt, fmt_name(new_mask)]
+            r["mask_equal"] = read(new_mask, mask_fmt) == read(mask, mask_fmt)
+            r["flags"] = {name: [getattr(src, "get_" + name)(), getattr(new, "get_" + name)()]
+                          for name in ("apply_mask", "show_mask", "edit_mask")}
+        look = flattened(img)
+        hidden = [i for i in range(len(look)) if (i // 3) % w < 16]
+        shown = [i for i in range(len(look)) if (i // 3) % w >= 32]
+        r["hidden_max_diff"] = max(abs(look[i] - look_before[i]) for i in hidden)
+        r["shown_mean_diff"] = sum(abs(look[i] - look_before[i]) for i in shown) / len(shown)
+    img.delete()
+    return r
+
+
+def case_indexed():
+    """An indexed image, passed by a script (the menu does not offer the filter there)."""
+    img = Gimp.Image.new(32, 24, Gimp.ImageBaseType.INDEXED)
+    lay = Gimp.Layer.new(img, "Indexed", 32, 24, Gimp.ImageType.INDEXED_IMAGE, 100.0,
+                         Gimp.LayerMode.NORMAL)
+    img.insert_layer(lay, None, 0)
+    before = snapshot(img)
+    r = run_proc(img, [lay])
+    r.update(unchanged=snapshot(img) == before, layers_before=len(before["layers"]),
+             layers_after=len(all_layers(img)), base_type=img.get_base_type().value_nick)
     img.delete()
     return r
 
@@ -457,6 +519,7 @@ def case_cancel_blocks():
 
 CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16),
          ("float_grey", case_float_grey), ("two_layers", case_two_layers),
+         ("mask", case_mask), ("indexed", case_indexed),
          ("missing_style", case_missing_style), ("corrupt_style", case_corrupt_style),
          ("no_style", case_no_style),
          ("broken_core", case_broken_core), ("crashing_core", case_crashing_core),
