@@ -4,28 +4,32 @@ Used by both the GIMP 3 plug-in (Python 3) and the GIMP 2.10 plug-in (Python 2.7
 is Python 2.7 AND 3 and uses the standard library only. It never imports nst_core: GIMP's own
 Python has no torch. The core is a separate process (`python -m nst_core.worker`) spoken to over
 its stdin/stdout with the wire format of nst_core/protocol.py; its stderr goes to a new log file
-per run under <tempdir>/neural-style-gimp/.
+per run in this user's private folder, <tempdir>/neural-style-gimp-<uid>/ (see log_dir).
 
     result = nst_bridge.run(options, content, [style_path], mask=None,
                             on_progress=callback, should_cancel=callback)
 
-Every failure is one BridgeError with a readable message that ends with the log file's path.
+Every failure is one BridgeError with a readable message that ends with the log file's path:
+bad input before anything starts, and anything the core sends that is not the protocol.
 """
 # Python 2.7 compatible on purpose: no f-strings, no `raise from`, IOError spelled out.
 # ruff: noqa: UP003, UP010, UP024, UP025, UP031, B904
 
 from __future__ import absolute_import, division, print_function
 
-import getpass
+import errno
 import json
+import numbers
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import unicodedata
 
 try:
     import queue  # novm
@@ -46,9 +50,18 @@ CONFIG_NAME = "nst-core.json"
 ENV_COMMAND = "NST_CORE_COMMAND"
 PROTOCOL = 1
 SAMPLE_BYTES = {"u8": 1, "u16": 2, "f32": 4}
+# The core's error kinds (nst_core/errors.py); an unknown one from a newer core reads as internal.
+CORE_KINDS = ("bad_request", "bad_option", "bad_image", "weights", "device", "too_large",
+              "cancelled", "internal")
+PROGRESS_FIELDS = ("phase", "scale", "scales", "iteration", "iterations", "step", "steps",
+                   "fraction", "loss", "eta_s", "elapsed_s")
 LOG_DIR_NAME = "neural-style-gimp"
 LOG_KEEP_DAYS = 7
-MAX_HEADER = 1 << 20
+MAX_HEADER = 1 << 20  # nst_core/protocol.py's limits, repeated: GIMP's Python cannot import it
+MAX_STYLE_BYTES = 256 << 20
+MAX_SIDE = 32768
+MAX_ETA_S = 1e6  # an estimate of more than 11 days left is not shown
+MAX_CORE_TEXT = 2000  # characters of the core's own error text shown to the user
 CANCEL_WAIT_S = 2.0
 EXIT_WAIT_S = 10.0  # after the core closed stdout, how long it may take to exit
 REPAIR = ("Run installer/install.py from the Neural Style for GIMP download again "
@@ -170,21 +183,25 @@ def core_options(options):
     for name, value in values.items():
         if name == "size_mode":
             continue
-        if name == "size":
-            custom = values["size_mode"] == "custom" and value
-            out["size"] = int(value) if custom else None
-        elif name == "max_memory":  # 0: automatic
-            out[name] = float(value) if value else None
-        elif name in ("strength", "style_scale"):
-            out[name] = float(value)
-        elif name in ("seed",):
-            out[name] = int(value)
-        elif name == "preserve_colors":
-            out[name] = bool(value)
-        elif name in ("preset", "device"):
-            out[name] = str(value)
-        else:
-            out[name] = value
+        try:
+            if name == "size":
+                custom = values["size_mode"] == "custom" and value
+                out["size"] = int(value) if custom else None
+            elif name == "max_memory":  # 0: automatic
+                out[name] = float(value) if value else None
+            elif name in ("strength", "style_scale"):
+                out[name] = float(value)
+            elif name in ("seed",):
+                out[name] = int(value)
+            elif name == "preserve_colors":
+                out[name] = bool(value)
+            elif name in ("preset", "device"):
+                out[name] = str(value)
+            else:
+                out[name] = value
+        except (TypeError, ValueError, OverflowError):  # the core checks ranges; types here
+            raise BridgeError("bad_option", "The option %s=%s is not a %s." % (
+                name, _brief(value), "word" if name in ("preset", "device") else "number"))
     return out
 
 
@@ -195,16 +212,18 @@ def _image_bytes(image, what, channels=None):
         if channels is None:
             channels = int(image["channels"])
         data = image["data"]
-    except (KeyError, TypeError, ValueError) as e:
+        size = len(data)
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise BridgeError("bad_request", "The %s is not a dict(width, height, channels, format, "
                                          "data) (%s)." % (what, e))
-    if fmt not in SAMPLE_BYTES or not 1 <= channels <= 4 or width < 1 or height < 1:
-        raise BridgeError("bad_request", "The %s has an unsupported size or format "
-                          "(%dx%d, %d channel(s), %r)." % (what, width, height, channels, fmt))
+    if not (isinstance(fmt, _TEXT) and fmt in SAMPLE_BYTES and 1 <= channels <= 4
+            and 1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise BridgeError("bad_request", "The %s has an unsupported size or format (%dx%d, %d "
+                          "channel(s), %s)." % (what, width, height, channels, _brief(fmt)))
     expected = width * height * channels * SAMPLE_BYTES[fmt]
-    if len(data) != expected:
+    if size != expected:
         raise BridgeError("bad_request", "The %s holds %d bytes; %dx%d, %d channel(s) of %s need "
-                          "%d." % (what, len(data), width, height, channels, fmt, expected))
+                          "%d." % (what, size, width, height, channels, fmt, expected))
     return dict(width=width, height=height, channels=channels, format=fmt), data
 
 
@@ -217,17 +236,55 @@ def _read_styles(style_paths):
                                        "the layer should take).")
     styles, blobs = [], []
     for path in style_paths:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except (IOError, OSError) as e:
-            raise BridgeError("bad_image", "The style image %s cannot be read: %s."
-                              % (path, getattr(e, "strerror", None) or e))
-        if not data:
-            raise BridgeError("bad_image", "The style image %s is empty." % path)
-        styles.append({"name": os.path.basename(path), "size": len(data)})
+        data = _read_style(path)
+        # The name only labels the core's messages: text that any JSON reader can take.
+        name = _text(os.path.basename(path)).encode("utf-8", "replace").decode("utf-8")
+        styles.append({"name": name, "size": len(data)})
         blobs.append(data)
     return styles, blobs
+
+
+def _read_style(path):
+    """One style file's bytes. Only a regular file is read (a FIFO or a device could block GIMP
+    or never end), at most MAX_STYLE_BYTES: checked before reading and again while reading, as
+    the file may grow. Opened non-blocking so that opening a FIFO does not wait for a writer."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except (IOError, OSError) as e:
+        raise _style_error(path, "cannot be read: %s" % _reason(e))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _style_error(path, "is not an image file (it is a folder, a pipe or a device)")
+        if info.st_size > MAX_STYLE_BYTES:
+            raise _style_error(path, "is %d MiB, over the limit of %d MiB; save a smaller copy"
+                               % (info.st_size >> 20, MAX_STYLE_BYTES >> 20))
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_STYLE_BYTES:
+                raise _style_error(path, "grew past the limit of %d MiB while it was read"
+                                   % (MAX_STYLE_BYTES >> 20))
+            chunks.append(chunk)
+    except (IOError, OSError) as e:
+        raise _style_error(path, "cannot be read: %s" % _reason(e))
+    finally:
+        os.close(fd)
+    if not size:
+        raise _style_error(path, "is empty")
+    return b"".join(chunks)
+
+
+def _style_error(path, problem):
+    return BridgeError("bad_image", "The style image %s %s." % (_text(path), problem))
+
+
+def _reason(error):
+    return getattr(error, "strerror", None) or error
 
 
 def _header(message):
@@ -238,41 +295,59 @@ def _header(message):
 
 
 def log_dir():
-    return os.path.join(tempfile.gettempdir(), LOG_DIR_NAME)
+    """This user's log folder. The temp folder is shared on POSIX, so the folder's name holds the
+    user id: <tempdir>/neural-style-gimp-<uid>; on Windows the temp folder is the user's own."""
+    name = LOG_DIR_NAME
+    if hasattr(os, "getuid"):
+        name = "%s-%d" % (LOG_DIR_NAME, os.getuid())
+    return os.path.join(tempfile.gettempdir(), name)
 
 
-def _log_dirs():
-    """<tempdir>/neural-style-gimp, and a per-user one for when another user owns that."""
-    base = log_dir()
+def _private_folder(path):
+    """Makes `path` (0700) if it is missing; True if it is a folder only this user can use: not a
+    link, owned by us, closed to group and others. Another user may have made it first (or
+    planted a link there): such a folder is left as it is, never changed or written into."""
     try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name: the uid or pid will do
-        user = str(getattr(os, "getuid", os.getpid)())
-    return [base, "%s-%s" % (base, "".join(c for c in user if c.isalnum()) or "user")]
+        os.mkdir(path, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:  # EEXIST: ours from an earlier run, another run's, or a trap
+            raise
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return False
+    if hasattr(os, "getuid"):
+        return info.st_uid == os.getuid() and not info.st_mode & 0o077
+    return True
 
 
 def _new_log():
-    """(fd, path) of a new log file: its name holds the time and our pid; mkstemp: unique."""
+    """(fd, path) of a new log file in log_dir(), or in a fresh private folder when log_dir()
+    is not safe to use. mkstemp: a unique name, created exclusively (O_EXCL, no link followed),
+    mode 0600; the name holds the time and our pid."""
     prefix = "core-%s-pid%d-" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid())
-    problems = []
-    for folder in _log_dirs():
-        try:
-            if not os.path.isdir(folder):
-                try:
-                    os.makedirs(folder)
-                except OSError:  # another run made it in between: fine; anything else is not
-                    if not os.path.isdir(folder):
-                        raise
+    folder, problem = log_dir(), None
+    try:
+        if _private_folder(folder):
             _prune_logs(folder)
             return tempfile.mkstemp(prefix=prefix, suffix=".log", dir=folder)
-        except (IOError, OSError) as e:
-            problems.append("%s: %s" % (folder, getattr(e, "strerror", None) or e))
-    raise BridgeError("core_crashed", "Cannot create a log file for the neural style core (%s)."
-                      % "; ".join(problems))
+        problem = "%s is not a private folder of this user: not used" % folder
+    except (IOError, OSError) as e:
+        problem = "%s: %s" % (folder, _reason(e))
+    try:
+        fd, path = tempfile.mkstemp(prefix=prefix, suffix=".log",
+                                    dir=tempfile.mkdtemp(prefix=LOG_DIR_NAME + "-"))
+    except (IOError, OSError) as e:
+        raise BridgeError("core_crashed", "Cannot create a log file for the neural style core "
+                          "(%s; %s)." % (problem, _reason(e)))
+    os.write(fd, _note_line(problem))
+    return fd, path
 
 
 def _prune_logs(folder):
+    """Deletes this user's log files older than LOG_KEEP_DAYS from our private folder: only
+    regular files named like ours (lstat: a link is never followed, nor deleted)."""
     limit = time.time() - LOG_KEEP_DAYS * 86400
+    uid = os.getuid() if hasattr(os, "getuid") else None
     try:
         names = os.listdir(folder)
     except OSError:
@@ -281,17 +356,23 @@ def _prune_logs(folder):
         if name.startswith("core-") and name.endswith(".log"):
             path = os.path.join(folder, name)
             try:
-                if os.path.getmtime(path) < limit:
+                info = os.lstat(path)
+                if stat.S_ISREG(info.st_mode) and uid in (None, info.st_uid) \
+                        and info.st_mtime < limit:
                     os.remove(path)
             except OSError:
                 pass
 
 
+def _note_line(text):
+    return (u"%s bridge: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), _text(text))).encode(
+        "utf-8", "replace")
+
+
 def _log_note(path, text):
     try:
         with open(path, "ab") as f:
-            f.write((u"%s bridge: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), _text(text)))
-                    .encode("utf-8", "replace"))
+            f.write(_note_line(text))
     except Exception:  # noqa: BLE001 - a note in the log must never break the run
         pass
 
@@ -306,7 +387,7 @@ def _log_tail(path, lines=6):
         return ""
     kept = [line.strip() for line in text.splitlines()
             if line.strip() and " bridge: " not in line]
-    return " | ".join(kept[-lines:])
+    return _printable(u" | ".join(kept[-lines:]), 1000)
 
 
 # -- progress text -------------------------------------------------------------------------------
@@ -317,40 +398,156 @@ def format_eta(seconds):
     return "%d:%02d" % (seconds // 60, seconds % 60)
 
 
-def _number(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _within(value, low, high):
+    """True for a number in [low, high]; never for NaN, Infinity or a non-number."""
+    return _real(value) and low <= value <= high
+
+
+def _integer(value, low, high):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        and low <= value <= high
+
+
+def _clamp(value, low, high, default):
+    """A finite number clamped to [low, high]; default for NaN, Infinity and non-numbers."""
+    if not _within(value, -1e300, 1e300):
+        return default
+    return float(min(high, max(low, value)))
 
 
 def progress_text(message):
-    """E.g. "Neural style: scale 2/5, 43%, about 0:35 left"."""
+    """E.g. "Neural style: scale 2/5, 43%, about 0:35 left". Numbers are the core's measurements:
+    any value that cannot be shown (NaN, negative, absurdly large) is left out or clamped."""
     phase = message.get("phase")
     if phase == "loading":
         return "Neural style: loading"
     if phase == "finishing":
         return "Neural style: finishing"
     parts = []
-    scale, scales = _number(message.get("scale")), _number(message.get("scales"))
-    if scale and scales and scales > 1:
+    scale, scales = message.get("scale"), message.get("scales")
+    if _within(scales, 2, 1000) and _within(scale, 1, scales):
         parts.append("scale %d/%d" % (scale, scales))
-    parts.append("%d%%" % int(100 * min(1.0, max(0.0, _number(message.get("fraction")) or 0.0))))
-    eta = _number(message.get("eta_s"))
-    if eta is not None and eta >= 0:
+    parts.append("%d%%" % int(100 * _clamp(message.get("fraction"), 0.0, 1.0, 0.0)))
+    eta = message.get("eta_s")
+    if _within(eta, 0, MAX_ETA_S):
         parts.append("about %s left" % format_eta(eta))
     return "Neural style: " + ", ".join(parts)
+
+
+# -- what the core says --------------------------------------------------------------------------
+# The policy: the protocol's types are a contract. A message whose fields have the wrong types or
+# are missing (a string or a list where a number goes, a result that is not the one asked for)
+# means a broken core: one BridgeError, the core is stopped. Progress numbers are measurements,
+# which may be NaN, Infinity or absurd (Python's json reads NaN and Infinity): they only feed the
+# progress bar and text, so they are clamped or left out there, never an error. Messages of an
+# unknown type are ignored (a newer core may say more).
+
+
+class _Broken(Exception):
+    """The core broke the protocol; args[0] says how, for the user."""
+
+
+def _printable(text, limit=200):
+    """The core's text, safe to show: control and format characters (escape sequences, NULs,
+    direction overrides) become spaces; at most `limit` characters."""
+    text = u"".join(u" " if unicodedata.category(c)[0] == "C" else c for c in text[:limit + 1])
+    return text if len(text) <= limit else text[:limit - 3] + u"..."
+
+
+def _brief(value):
+    """A value the core (or a script) sent, in a few readable characters."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, _TEXT):
+        return u'"%s"' % _printable(value, 40)
+    return _printable(_text(str(value)), 40)
+
+
+def _check(message, answer, expected):
+    """The core's `message` (a dict with a text "type") as the protocol defines it; raises
+    _Broken saying how it is not. answer: the kind of answer this exchange waits for, "result"
+    (then `expected` is dict(width, height, channels, format)) or "estimate"."""
+    kind = message["type"]
+    if kind == answer == "result":
+        return _check_result(message, expected)
+    if "payload" in message and not _integer(message["payload"], 0, 0):
+        raise _Broken("its %s message carries an unexpected payload" % _brief(kind))
+    if kind in ("result", "estimate") and kind != answer:
+        raise _Broken("it sent a %s where a %s was due" % (kind, answer))
+    if kind == "progress":
+        for name in PROGRESS_FIELDS:
+            value = message.get(name)
+            if value is not None and not (isinstance(value, _TEXT) if name == "phase"
+                                          else _real(value)):
+                raise _Broken("its progress message's %s is %s" % (name, _brief(value)))
+    elif kind == "error":
+        text = message.get("message")
+        if not isinstance(message.get("kind"), _TEXT) or not isinstance(text, _TEXT):
+            raise _Broken("its error message has no text kind and message")
+        kind = message["kind"] if message["kind"] in CORE_KINDS else "internal"
+        text = _printable(text, MAX_CORE_TEXT).strip() or "the core failed without saying why"
+        return dict(type="error", kind=kind, message=text)
+    elif kind == "estimate":
+        return _check_estimate(message)
+    return message
+
+
+def _check_result(message, expected):
+    names = ("width", "height", "channels", "format")
+    got = [message.get(k) for k in names]
+    size = message.get("payload")
+    want = (expected["width"] * expected["height"] * expected["channels"]
+            * SAMPLE_BYTES[expected["format"]])
+    typed = all(_integer(v, 1, MAX_SIDE) for v in got[:3]) and isinstance(got[3], _TEXT) \
+        and _integer(size, want, want)
+    if not typed or got != [expected[k] for k in names]:
+        raise _Broken("its result is not the image asked for (%s instead of %dx%d, %d channel(s), "
+                      "%s, %d bytes)" % (", ".join("%s %s" % (k, _brief(v)) for k, v in zip(
+                          names + ("payload",), got + [size])), expected["width"],
+                          expected["height"], expected["channels"], expected["format"], want))
+    return message
+
+
+def _check_estimate(message):
+    """The estimate's fields as the plug-ins use them (estimated_seconds takes logarithms)."""
+    device, table = message.get("device"), message.get("table")
+    auto, limit = message.get("auto_size"), message.get("auto_seconds")
+
+    def row_ok(row):
+        return isinstance(row, list) and len(row) == 2 and _within(row[0], 1, MAX_SIDE) \
+            and _within(row[1], 0, 1e9)
+
+    if not (isinstance(device, _TEXT) and isinstance(table, dict) and isinstance(auto, dict)
+            and all(isinstance(rows, list) and all(row_ok(r) for r in rows)
+                    for rows in table.values())
+            and all(_integer(size, 1, MAX_SIDE) for size in auto.values())
+            and _within(limit, 0, 1e9)):
+        raise _Broken("its time estimate is not the table the protocol defines")
+    return dict(type="estimate", device=_printable(device, 100), table=table, auto_size=auto,
+                auto_seconds=limit)
 
 
 # -- the core process ----------------------------------------------------------------------------
 
 
 class _Reader(threading.Thread):
-    """Reads the core's stdout into a queue: ("message", header, payload), ("eof",) or
-    ("garbage", description). Checks every size before reading a payload."""
+    """Reads the core's stdout into a queue: ("message", message, payload) for each message
+    that passes _check, then ("eof",) or ("broken", how). Checks every size before reading a
+    payload; anything after the answer (a result, estimate or error) is broken too."""
 
-    def __init__(self, stream, expected_result):
+    def __init__(self, stream, answer, expected):
         threading.Thread.__init__(self, name="nst-bridge-reader")
         self.daemon = True
         self.stream = stream
-        self.expected = expected_result  # dict(width, height, channels, format)
+        self.answer = answer  # "result" or "estimate"
+        self.expected = expected  # the result's dict(width, height, channels, format)
+        self.answered = False
         self.queue = queue.Queue()
 
     def run(self):
@@ -360,48 +557,40 @@ class _Reader(threading.Thread):
                 if not line:
                     self.queue.put(("eof",))
                     return
-                error = self._handle_line(line)
-                if error:
-                    self.queue.put(("garbage", error))
-                    return
+                message, payload = self._message(line)
+                self.queue.put(("message", message, payload))
+        except _Broken as e:
+            self.queue.put(("broken", e.args[0]))
         except Exception as e:  # noqa: BLE001 - reported to the main thread
-            self.queue.put(("garbage", "reading its output failed (%s)" % e))
+            self.queue.put(("broken", "reading its output failed (%s)" % _brief(e)))
 
-    def _handle_line(self, line):
+    def _message(self, line):
+        if self.answered:
+            raise _Broken("it wrote more after its answer")
+        if len(line) > MAX_HEADER:
+            raise _Broken("it wrote a line longer than %d bytes" % MAX_HEADER)
         if not line.endswith(b"\n"):
-            return "its output ended in the middle of a message"
+            raise _Broken("its output ended in the middle of a message")
         try:
             message = json.loads(line.decode("utf-8"))
-        except ValueError:
+        except (ValueError, RuntimeError):  # RuntimeError: RecursionError, deeply nested junk
             message = None
-        if not isinstance(message, dict) or "type" not in message:
-            text = line[:80].decode("utf-8", "replace").strip()
-            return "it wrote \"%s\" instead of a protocol message" % text
-        kind, size = message.get("type"), message.get("payload", 0)
+        if not isinstance(message, dict) or not isinstance(message.get("type"), _TEXT):
+            raise _Broken(u'it wrote "%s" instead of a protocol message'
+                          % _printable(line[:80].decode("utf-8", "replace").strip(), 80))
+        message = _check(message, self.answer, self.expected)
         payload = None
-        if kind == "result":
-            e = self.expected or {}
-            want = e.get("width", 0) * e.get("height", 0) * e.get("channels", 0) * \
-                SAMPLE_BYTES.get(e.get("format"), 0)
-            same = e and all(message.get(k) == e[k]
-                             for k in ("width", "height", "channels", "format"))
-            if not same or size != want:
-                return "its result does not match the request (%s)" % (
-                    line[:200].decode("utf-8", "replace").strip())
-            payload = self._read(size)
-            if payload is None:
-                return "its output ended in the middle of the result"
-        elif size:
-            return "a %r message carries an unexpected payload" % kind
-        self.queue.put(("message", message, payload))
-        return None
+        if message["type"] == "result":
+            payload = self._read(message["payload"])
+        self.answered = message["type"] in ("result", "estimate", "error")
+        return message, payload
 
     def _read(self, size):
         chunks, left = [], size
         while left:
             chunk = self.stream.read(min(left, 1 << 22))
             if not chunk:
-                return None
+                raise _Broken("its output ended %d bytes before the end of its result" % left)
             chunks.append(chunk)
             left -= len(chunk)
         return b"".join(chunks)
@@ -468,7 +657,7 @@ def _stop(proc):
 
 def _exit_description(code):
     if code is None:
-        return "did not exit"
+        return "did not exit within %.0f s" % EXIT_WAIT_S
     if code < 0:
         names = dict((getattr(signal, n), n) for n in dir(signal)
                      if n.startswith("SIG") and not n.startswith("SIG_")
@@ -529,7 +718,7 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
                           + len(mask_data))
     parts = [_header(request), content_data] + style_data + ([mask_data] if mask_info else [])
     expected = dict(content_info, format=result_format)
-    return _exchange(command, parts, expected, on_progress, should_cancel)
+    return _exchange(command, parts, "result", expected, on_progress, should_cancel)
 
 
 def estimate(options, width, height, config_dir=None, timeout=120.0):
@@ -544,8 +733,16 @@ def estimate(options, width, height, config_dir=None, timeout=120.0):
                "content": {"width": int(width), "height": int(height)},
                "auto_seconds": AUTO_SECONDS}
     deadline = _monotonic() + timeout
-    return _exchange(command, [_header(message)], None, None,
-                     lambda: _monotonic() > deadline)
+    try:
+        answer = _exchange(command, [_header(message)], "estimate", None, None,
+                           lambda: _monotonic() > deadline)
+    except BridgeError as e:
+        if e.kind != "cancelled":
+            raise
+        raise BridgeError("core_crashed", "The neural style core gave no time estimate within "
+                          "%.0f s." % timeout, e.log_path)
+    answer.pop("type")
+    return answer
 
 
 def estimated_seconds(answer, preset, size):
@@ -561,6 +758,7 @@ def estimated_seconds(answer, preset, size):
         if size <= s1:
             if s1 == s0:
                 return t1
+            t0, t1 = max(t0, 0.05), max(t1, 0.05)  # the core rounds to 0.1 s: 0 has no log
             f = (math.log(size) - math.log(s0)) / (math.log(s1) - math.log(s0))
             return math.exp(math.log(t0) + f * (math.log(t1) - math.log(t0)))
     return None  # past the largest size that fits
@@ -576,12 +774,12 @@ def format_duration(seconds):
     return "about %d h %02d min" % (minutes // 60, minutes % 60)
 
 
-def _exchange(command, parts, expected, on_progress, should_cancel):
-    """Start the core, send `parts`, and return its result (a "result" or "estimate")."""
+def _exchange(command, parts, answer, expected, on_progress, should_cancel):
+    """Start the core, send `parts`, and return its answer: a "result" (then `expected` is its
+    dict(width, height, channels, format)) or an "estimate"."""
     log_fd, log_path = _new_log()
     try:
-        os.write(log_fd, ("%s bridge: starting %s\n" % (
-            time.strftime("%Y-%m-%d %H:%M:%S"), command)).encode("utf-8", "replace"))
+        os.write(log_fd, _note_line("starting %s" % (command,)))
         proc = _popen(command, log_fd)
     except (IOError, OSError) as e:
         _log_note(log_path, "could not start the core: %s" % e)
@@ -591,7 +789,7 @@ def _exchange(command, parts, expected, on_progress, should_cancel):
     finally:
         os.close(log_fd)
 
-    reader = _Reader(proc.stdout, expected)
+    reader = _Reader(proc.stdout, answer, expected)
     writer = _Writer(proc.stdin, parts)
     parts = None
     try:
@@ -608,8 +806,8 @@ def _exchange(command, parts, expected, on_progress, should_cancel):
 
 
 def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
-    result, error = None, None
-    while True:
+    answer, payload, deadline, fraction = None, None, None, 0.0
+    while deadline is None or _monotonic() < deadline:
         if should_cancel is not None and should_cancel():
             _cancel(proc, writer, log_path)
             raise BridgeError("cancelled", "Cancelled.", log_path)
@@ -619,34 +817,31 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
             continue
         if item[0] == "eof":
             break
-        if item[0] == "garbage":
+        if item[0] == "broken":
             _stop(proc)
+            _log_note(log_path, "protocol broken: %s" % item[1])
             raise BridgeError("core_crashed", "The neural style core broke the protocol: %s. "
                               "%s." % (item[1], REPAIR), log_path)
-        message, payload = item[1], item[2]
-        kind = message.get("type")
-        if kind == "progress":
-            if on_progress is not None:
-                fraction = float(_number(message.get("fraction")) or 0.0)
-                on_progress(max(0.0, min(1.0, fraction)), progress_text(message))
-        elif kind == "result":
-            result = dict(width=message["width"], height=message["height"],
-                          channels=message["channels"], format=message["format"],
-                          data=payload)
-        elif kind == "estimate":
-            result = message
-        elif kind == "error":
-            error = message
+        message = item[1]
+        if message["type"] == "progress":
+            if on_progress is not None:  # a NaN fraction keeps the bar where it was
+                fraction = _clamp(message.get("fraction"), 0.0, 1.0, fraction)
+                on_progress(fraction, progress_text(message))
+        elif message["type"] in ("result", "estimate", "error"):
+            answer, payload = message, item[2]
+            deadline = _monotonic() + EXIT_WAIT_S  # to close its output; then it is stopped
     code = _wait(proc, EXIT_WAIT_S)
-    if error is not None:
-        text = error.get("message") or "the core failed without saying why"
-        raise BridgeError(str(error.get("kind") or "internal"), _sentence(text), log_path)
-    if result is not None and code == 0:
-        return result
+    if answer is not None and answer["type"] == "error":
+        raise BridgeError(answer["kind"], _sentence(answer["message"]), log_path)
+    if answer is not None and code == 0:
+        if answer["type"] == "estimate":
+            return answer
+        return dict(width=answer["width"], height=answer["height"],
+                    channels=answer["channels"], format=answer["format"], data=payload)
     tail = _log_tail(log_path)
-    raise BridgeError("core_crashed", "The neural style core stopped unexpectedly: it %s%s."
-                      % (_exit_description(code), (". Last log lines: " + tail) if tail else ""),
-                      log_path)
+    raise BridgeError("core_crashed", "The neural style core %s %s%s." % (
+        "answered, but then" if answer is not None else "gave no answer: it",
+        _exit_description(code), (". Last log lines: " + tail) if tail else ""), log_path)
 
 
 def _sentence(text):
