@@ -231,3 +231,16 @@ def test_missing_weights_say_how_to_get_them(tmp_path):
     worker.send(request(CONTENT, W, H, 3, "u8"))
     worker.finish(120)
     assert_one_error(worker, "weights", "nst weights fetch")
+
+
+@pytest.mark.parametrize("level", ["LOUD", "", "12"])
+def test_a_bad_log_level_in_the_environment_does_not_silence_the_core(tmp_path, level):
+    """NST_LOG_LEVEL is the user's environment, not the plug-in's request: a bad value is
+    reported in the log and the core still answers."""
+    env = dict(os.environ, NST_LOG_LEVEL=level)
+    worker = Worker(tmp_path / "worker.log", env=env)
+    worker.send(b'{"type": "request", "protocol": 99}\n')
+    worker.finish(60)
+    assert_one_error(worker, "bad_request", "protocol version")
+    if level:
+        assert f"NST_LOG_LEVEL={level!r}" in worker.log_text()

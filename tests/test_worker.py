@@ -173,6 +173,45 @@ def test_stdin_closed_mid_run_stops_the_worker(tmp_path):
     assert "closed its connection" in worker.log_text()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="shrinks a pipe (Linux fcntl)")
+@pytest.mark.parametrize("how", ["cancel", "close stdin"])
+def test_stop_works_while_the_plug_in_is_not_reading(tmp_path, how):
+    """A plug-in busy elsewhere stops reading: the core's stdout pipe fills and its progress
+    write blocks. A cancel or the end of stdin must still end the core within a second."""
+    import fcntl
+    import termios
+
+    worker = Worker(tmp_path / "worker.log")
+    fcntl.fcntl(worker.proc.stdout.fileno(), 1031, 4096)  # F_SETPIPE_SZ: fills in ~2 s
+    worker.send(request(to_samples(gradient(40, 32, 3, "u8"), "u8"), 40, 32, 3, "u8",
+                        options=LONG))
+
+    def queued() -> int:
+        n = bytearray(4)
+        fcntl.ioctl(worker.proc.stdout.fileno(), termios.FIONREAD, n)
+        return int.from_bytes(n, sys.byteorder)
+
+    deadline = time.monotonic() + 120
+    while queued() < 3500 and worker.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert queued() >= 3500 and worker.proc.poll() is None, worker.log_text()
+    time.sleep(0.5)  # the core is now blocked writing progress
+    t0 = time.monotonic()
+    if how == "cancel":
+        worker.cancel()
+    else:
+        worker.proc.stdin.close()
+    try:
+        worker.proc.wait(STOP_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        worker.proc.kill()
+        pytest.fail(f"the worker ignored the {how} while its output was full; log:\n"
+                    + worker.log_text())
+    assert time.monotonic() - t0 < STOP_WITHIN_S
+    assert worker.proc.returncode != 0
+    assert "stop requested" in worker.log_text()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="parent polling is the POSIX mechanism")
 def test_parent_killed_mid_run_stops_the_worker(tmp_path):
     """GIMP kills the plug-in: the worker's parent dies while the worker's stdin stays open
