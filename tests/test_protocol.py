@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from nst_core import protocol
-from nst_core.errors import ProtocolError
+from nst_core.errors import NSTError, ProtocolError
 
 from .worker_client import ROOT, WORKER, Worker, gradient, request, run_worker, to_samples
 
@@ -244,3 +244,59 @@ def test_a_bad_log_level_in_the_environment_does_not_silence_the_core(tmp_path, 
     assert_one_error(worker, "bad_request", "protocol version")
     if level:
         assert f"NST_LOG_LEVEL={level!r}" in worker.log_text()
+
+
+def _header_with(**changes) -> bytes:
+    data = request(CONTENT, W, H, 3, "u8")
+    header, payload = data.split(b"\n", 1)
+    header = json.loads(header)
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        target = header
+        for key in parents:
+            target = target[key]
+        target[last] = value
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+@pytest.mark.parametrize("changes, kind, words", [
+    ({"styles": "starry.jpg"}, "bad_request", "list of at least one style"),
+    ({"content__width": [40]}, "bad_request", "width"),
+    ({"content__format": ["u8"]}, "bad_request", "format"),
+    ({"content__height": 2**70}, "too_large", "height"),
+    ({"content__channels": 3.0}, "bad_request", "channels"),
+    ({"mask": [1, 2]}, "bad_request", "mask"),
+    ({"result": "u8"}, "bad_request", "result"),
+    ({"auto_seconds": float("nan")}, "bad_request", "auto_seconds"),
+    ({"auto_seconds": "180"}, "bad_request", "auto_seconds"),
+    ({"options": [["size", 64]]}, "bad_request", "options"),
+    ({"options": {"size": "512"}}, "bad_option", "size"),
+    ({"options": {"seed": 2**64}}, "bad_option", "seed"),
+    ({"options": {"style_layers": "relu1_1"}}, "bad_option", "style_layers"),
+    ({"options": {"strength": float("inf")}}, "bad_option", "strength"),
+    ({"options": {"style_blend": [[1.0]]}}, "bad_option", "style_blend"),
+    ({"colour": "red"}, "bad_request", "'colour'"),
+    ({"content__depth": 8}, "bad_request", "'depth'"),
+    ({"protocol": True}, "bad_request", "protocol version"),
+])
+def test_every_field_of_the_wrong_type_is_one_typed_error(changes, kind, words):
+    with pytest.raises(NSTError) as caught:
+        protocol.read_request(io.BytesIO(_header_with(**changes)))
+    assert caught.value.kind == kind, caught.value.message
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type": "request", "options": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+    b'{"type": "request", "protocol": 1' + b"9" * 5000 + b"}\n",
+    b'{"type": "request", "protocol": 1, "content": {"width": 1e999}}\n',
+    b'{"type": "request", "name": "\xff\xfe"}\n',
+])
+def test_deep_nesting_huge_numbers_and_bad_bytes_are_bad_requests(line):
+    with pytest.raises(ProtocolError):
+        protocol.read_request(io.BytesIO(line))
+
+
+def test_the_worker_answers_a_list_for_a_string_with_bad_request(tmp_path):
+    w = run_worker(tmp_path, _header_with(content__format=["u8"]))
+    assert_one_error(w, "bad_request", "format")
