@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
+import math
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +15,30 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .device import available_memory
+from .errors import ImageError, TooLargeError
 
 MIN_SIDE = 16  # VGG19's four poolings need at least this much
 WRITABLE = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
-Image.MAX_IMAGE_PIXELS = 400_000_000  # PIL's bomb guard; beyond this no style transfer fits
+MAX_PIXELS = 400_000_000  # beyond this no style transfer fits anywhere
+# PIL's own bomb guard warns, or raises without the size: load_image checks the declared size
+# itself, from the header, before any decoding.
+Image.MAX_IMAGE_PIXELS = None
+# The float copies made after decoding (RGBA and RGB in float32, the engine's input), per pixel.
+ARRAY_BYTES_PER_PIXEL = 48
+GB = 1024 ** 3
 
 
-def load_image(source, what: str = "image", name: str | None = None) -> Image.Image:
+def load_image(source, what: str = "image", name: str | None = None,
+               max_side: int | None = None) -> Image.Image:
     """An image file (path or bytes) as upright RGB; ImageError names the file and the problem.
-    `name`: what to call the file in messages (for bytes, e.g. the file the user chose)."""
+
+    `name`: what to call the file in messages (for bytes, e.g. the file the user chose).
+    `max_side`: the longest side the run will use. Bigger images are reduced while decoding
+    (JPEG's draft mode, then PIL's box reduce) to no less than that, so memory follows what the
+    run needs, not the file. The declared size is checked before decoding: TooLargeError names
+    it when the decode cannot fit in the memory available.
+    """
     if name is None:
         name = "the given bytes" if isinstance(source, (bytes, bytearray)) else str(source)
     try:
@@ -31,14 +49,23 @@ def load_image(source, what: str = "image", name: str | None = None) -> Image.Im
                 raise ImageError(f"{what} {name} does not exist")
             if Path(source).is_dir():
                 raise ImageError(f"{what} {name} is a folder, not an image")
-            img = Image.open(source)
+            img = Image.open(source)  # reads the header only
+        if img.width * img.height > MAX_PIXELS:
+            raise _too_many_pixels(what, name, img.size)
+        declared, target = img.size, _target_size(img.size, max_side)
+        if target is not None:
+            img.draft(img.mode, target)  # JPEG: decode at 1/2, 1/4 or 1/8 where that suffices
+        _check_decode_fits(img, declared, target, what, name)
         img.load()  # decode now: truncated files fail here, not later
-        img = ImageOps.exif_transpose(img)
-    except ImageError:
+        img = ImageOps.exif_transpose(_reduce(img, target))
+    except (ImageError, TooLargeError):
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{what} {name} is not an image format this tool can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except MemoryError:
+        raise TooLargeError(f"{what} {name} is too large to decode in the memory available; "
+                            "use a smaller image") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{what} {name} is corrupt or unreadable ({e})") from None
     if min(img.size) < MIN_SIDE:
         raise ImageError(f"{what} {name} is {img.width}x{img.height} pixels; "
@@ -46,13 +73,69 @@ def load_image(source, what: str = "image", name: str | None = None) -> Image.Im
     return img
 
 
+def _too_many_pixels(what: str, name: str, size: tuple[int, int]) -> TooLargeError:
+    return TooLargeError(f"{what} {name} declares {size[0]}x{size[1]} pixels and is over the "
+                         f"{MAX_PIXELS // 1_000_000} MP this tool reads; use a smaller image")
+
+
+def _target_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int] | None:
+    """The least (w, h) to keep of an image of this size for a run with this long side, or None
+    for all of it: twice what the run needs (short side at least MIN_SIDE), so that the engine's
+    antialiased resize, not the coarse reduction, sets the final pixels (straight to the size,
+    box reduction left visible aliasing)."""
+    w, h = size
+    if max_side is None or min(w, h) < MIN_SIDE:
+        return None
+    scale = 2 * max(max_side / max(w, h), MIN_SIDE / min(w, h))
+    return None if scale >= 1 else (math.ceil(w * scale), math.ceil(h * scale))
+
+
+def _factor(size: tuple[int, int], target: tuple[int, int] | None) -> int:
+    """The whole factor by which an image of this size can shrink and still cover `target`."""
+    return 1 if target is None else max(1, min(size[0] // target[0], size[1] // target[1]))
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def _reduce(img: Image.Image, target: tuple[int, int] | None) -> Image.Image:
+    """Box-reduce to no less than `target`, keeping 16-bit depth and transparency."""
+    factor = _factor(img.size, target)
+    if factor < 2:
+        return img
+    if img.mode.startswith("I;16"):
+        img = img.convert("I")  # reduce() has no 16-bit mode; 32-bit integers keep every level
+    elif img.mode in ("P", "PA", "1"):  # palette indices and bits cannot be averaged
+        img = img.convert("RGBA" if _has_alpha(img) else "RGB")
+    return img.reduce(factor)
+
+
+def decode_bytes(size: tuple[int, int], mode: str, factor: int = 1) -> int:
+    """Memory to decode an image (size: as decoded, after JPEG's draft) and make arrays of it:
+    PIL's pixels (RGB takes 4 bytes), a converted copy where reduce() needs one, and the float
+    arrays of the reduced image."""
+    w, h = size
+    per_pixel = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    converted = w * h * 4 if factor >= 2 and per_pixel < 4 else 0
+    return w * h * per_pixel + converted + (w // factor) * (h // factor) * ARRAY_BYTES_PER_PIXEL
+
+
+def _check_decode_fits(img: Image.Image, declared, target, what: str, name: str) -> None:
+    need = decode_bytes(img.size, img.mode, _factor(img.size, target))
+    free = available_memory(torch.device("cpu"))
+    if need > free:
+        raise TooLargeError(
+            f"{what} {name} is {declared[0]}x{declared[1]} pixels; decoding it needs about "
+            f"{need / GB:.1f} GB of memory but {free / GB:.1f} GB is available. Use a smaller "
+            "image or a smaller output size, or close other programs")
 def split_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """(RGB array, alpha array or None) of any PIL mode: palette, grey, 16-bit, with alpha."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit/32-bit grey: keep the depth
         a = np.asarray(img, dtype=np.float32)
         grey = np.clip(a / (1.0 if img.mode == "F" else 65535.0), 0, 1)
         return np.repeat(grey[..., None], 3, axis=2), None
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    has_alpha = _has_alpha(img)
     rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
     return (rgba[..., :3], rgba[..., 3]) if has_alpha else (rgba, None)
 
@@ -110,26 +193,109 @@ def resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resize(t, size)[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def check_writable(path) -> Path:
-    """Fail before any work if the output can't be written: unknown type or missing folder."""
+def check_writable(path, inputs=()) -> Path:
+    """Fail before any work where the output cannot be written or would replace an input.
+
+    inputs: (what, path) pairs, e.g. ("content image", "photo.jpg"). Checked: the type, a folder
+    at the path, a missing folder, the name's length, and (by creating and removing the
+    temporary file the save will use) that the folder takes new files.
+    """
     path = Path(path)
     if path.suffix.lower() not in WRITABLE:
         raise ImageError(f"output {path}: unknown image type {path.suffix!r}; "
                          f"use one of {', '.join(sorted(WRITABLE))}")
-    if not path.parent.resolve().is_dir():
-        raise ImageError(f"output folder {path.parent} does not exist")
+    folder = path.parent
+    name_max = _name_max(folder)
+    if len(os.fsencode(path.name)) > name_max:
+        raise ImageError(f"output file name {path.name[:40]}... is too long: this folder takes "
+                         f"names of at most {name_max} bytes; choose a shorter name")
+    if path.is_dir():
+        raise ImageError(f"output {path} is a folder; give a file name such as "
+                         f"{path / ('result' + path.suffix)}")
+    if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ImageError(f"output folder {folder} {problem}")
+    for what, source in inputs:
+        if same_file(path, source):
+            raise ImageError(f"output {path} is the {what} {source}: writing there would "
+                             "replace your original. Choose another output name")
+    fd, tmp = _create_temp(path)
+    os.close(fd)
+    os.unlink(tmp)
     return path
 
 
-def save_image(img: Image.Image, path) -> Path:
-    """Write atomically: a failed or interrupted save leaves no partial file."""
-    path = check_writable(path)
-    if img.mode == "RGBA" and path.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
-        img = img.convert("RGB")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def same_file(a, b) -> bool:
+    """Whether two paths name the same file: the same path, a link to it, or a hard link."""
     try:
-        img.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
+        return 255
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new file beside `path` with an unpredictable name, created exclusively (a file or link
+    planted there is never opened); ImageError says why it cannot be created."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
+        getattr(os, "O_BINARY", 0)
+    while True:
+        # A short prefix of the name: the temporary name stays within the folder's name limit.
+        tmp = path.with_name(f".{path.name[:32]}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise write_error(path, e) from None
+
+
+_REASONS = {
+    errno.ENOSPC: "the disk is full; free some space and try again",
+    errno.EDQUOT: "the disk quota is used up; free some space and try again",
+    errno.EFBIG: "the file would be larger than this process may write (file size limit)",
+    errno.EACCES: "permission denied: the folder is not writable",
+    errno.EPERM: "permission denied: the folder is not writable",
+    errno.EROFS: "the folder is on a read-only file system",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EISDIR: "it is a folder",
+    errno.EIO: "input/output error: the disk may be failing",
+}
+
+
+def write_error(path, e: OSError) -> ImageError:
+    """One message for a write that failed: the file and the reason in plain words."""
+    reason = _REASONS.get(e.errno) or e.strerror or str(e)
+    return ImageError(f"could not write {path}: {reason}")
+
+
+def save_image(img: Image.Image, path) -> Path:
+    """Write atomically: a new file in the same folder, renamed over `path` once complete. A
+    failed or interrupted save leaves no temporary file and whatever was at `path` untouched."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITABLE:
+        raise ImageError(f"output {path}: unknown image type {suffix!r}; "
+                         f"use one of {', '.join(sorted(WRITABLE))}")
+    if img.mode == "RGBA" and suffix in (".jpg", ".jpeg", ".bmp"):
+        img = img.convert("RGB")
+    fd, tmp = _create_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format=Image.registered_extensions()[suffix])
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new, whole
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
+        raise
     return path
