@@ -5,7 +5,8 @@
 Filters > Artistic > Neural Style Transfer... paints the active layer in the style of a chosen
 image and puts the result in a new layer above it. The deep learning runs in a separate Python 3
 process (the "core"); nst_bridge.py, installed beside this file, finds it and talks to it.
-Same procedure, arguments and behaviour as the GIMP 3 plug-in, as far as GIMP 2.10 allows.
+Same procedure, arguments and behaviour as the GIMP 3 plug-in, as far as GIMP 2.10 allows:
+the new layer carries a copy of the source's layer mask; indexed images are refused.
 
 This file must stay Python 2.7 AND 3 compatible (GIMP 2.10 on Windows and macOS bundles
 Python 2.7; the tests import it under Python 3 with a fake gimpfu): no f-strings, no
@@ -19,7 +20,8 @@ This plug-in does that for 16-bit integer and 32-bit float images in perceptual 
 sends to the core as "u16" / "f32" and gets back at the same depth. Every other precision
 (linear light, 32-bit integer, half and double float) is read and written as 8-bit perceptual
 data, which GIMP converts to and from the image's precision: the new layer then holds 8-bit
-worth of levels. The source layer is never touched either way.
+worth of levels. A layer mask is copied to the new layer the same way. The source layer is
+never touched either way.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,9 +32,9 @@ import sys
 import traceback
 
 import gimpfu
-from gimpfu import (GRAY, GRAYA_IMAGE, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE, PF_FLOAT,
-                    PF_IMAGE, PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGBA_IMAGE, gimp, main, pdb,
-                    register)
+from gimpfu import (GRAY, GRAYA_IMAGE, INDEXED, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE,
+                    PF_FLOAT, PF_IMAGE, PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGB, RGBA_IMAGE,
+                    gimp, main, pdb, register)
 
 # nst_bridge.py is installed in this plug-in's own folder; GIMP does not put it on sys.path.
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,6 +74,8 @@ _SIZE_MODE_LABELS = {"auto": "Automatic (a few minutes at most)",
 
 # GIMP 2.10's default "Normal" layer mode; GIMP 2.8 only knows the legacy one.
 LAYER_MODE = getattr(gimpfu, "LAYER_MODE_NORMAL", NORMAL_MODE)
+
+ADD_MASK_WHITE = 0  # GimpAddMaskType (gimpfu calls it ADD_WHITE_MASK or ADD_MASK_WHITE)
 
 # GimpPrecision values (GIMP 2.10) whose native pixels we send as they are.
 PRECISION_U16_GAMMA = 250
@@ -288,6 +292,18 @@ def _check_style(style_file):
     return path
 
 
+def _check_mode(image):
+    """Refuse anything but RGB and greyscale. The menu only offers the filter there, but a
+    script can pass any image, and an indexed one would come back quantised to its palette."""
+    if image.base_type in (RGB, GRAY):
+        return
+    kind = ("indexed (it uses a colour palette)" if image.base_type == INDEXED
+            else "of mode %d" % image.base_type)
+    raise PluginError("Neural Style Transfer works on RGB and greyscale images, and this image "
+                      "is %s. Convert it with Image > Mode > RGB, then run the filter again."
+                      % kind)
+
+
 def _layer_name(drawable, style_file):
     stem = os.path.splitext(os.path.basename(style_file))[0]
     return "%s (%s)" % (drawable.name, stem)
@@ -325,28 +341,54 @@ def _new_layer(image, drawable, name, result):
         region[0:width, 0:height] = _native_order(result["data"], result["format"])
         layer.flush()
         layer.update(0, 0, width, height)
+        _copy_mask(drawable, layer)
+        # GIMP 2.10 has one active layer (GIMP 3 selects every result); this procedure makes
+        # one new layer per run, which becomes the active drawable - not its mask.
+        pdb.gimp_image_set_active_layer(image, layer)
     except Exception:
         pdb.gimp_image_remove_layer(image, layer)
         raise
     return layer
 
 
+def _copy_mask(source, layer):
+    """Give `layer` a copy of the source's layer mask, with its apply and show settings, so
+    that what the mask hides stays hidden and the user can still edit the mask."""
+    mask = pdb.gimp_layer_get_mask(source)
+    if mask is None:
+        return
+    copy = pdb.gimp_layer_create_mask(layer, ADD_MASK_WHITE)
+    pdb.gimp_layer_add_mask(layer, copy)
+    width, height = source.width, source.height  # a mask has its layer's size
+    # Both masks are in the image's precision and read the same way: the bytes copy exactly.
+    pixels = _read_rect(mask, 0, 0, width, height)
+    region = copy.get_pixel_rgn(0, 0, width, height, True, False)
+    region[0:width, 0:height] = pixels
+    copy.flush()
+    copy.update(0, 0, width, height)
+    pdb.gimp_layer_set_apply_mask(layer, pdb.gimp_layer_get_apply_mask(source))
+    pdb.gimp_layer_set_show_mask(layer, pdb.gimp_layer_get_show_mask(source))
+    pdb.gimp_layer_set_edit_mask(layer, 0)  # add_mask made the mask the active drawable
+
+
 def neural_style(image, drawable, style_file, preset, size_mode, size, style_scale, strength,
                  preserve_colors, device, seed, max_memory):
     """The procedure: stylise `drawable` into a new layer above it, in one undo group. Every
     failure is one message to the user; the image is then left as it was."""
-    pdb.gimp_image_undo_group_start(image)
     try:
-        _run(image, drawable, style_file, _options(preset, size_mode, size, style_scale,
-                                                   strength, preserve_colors, device, seed,
-                                                   max_memory))
+        _check_mode(image)  # before the undo group: a refused image gets no undo step at all
+        options = _options(preset, size_mode, size, style_scale, strength, preserve_colors,
+                           device, seed, max_memory)
+        pdb.gimp_image_undo_group_start(image)
+        try:
+            _run(image, drawable, style_file, options)
+        finally:
+            pdb.gimp_image_undo_group_end(image)
     except Exception as error:  # one readable message for every failure
         if not isinstance(error, PluginError) and not (
                 nst_bridge is not None and isinstance(error, nst_bridge.BridgeError)):
             traceback.print_exc()  # GIMP's console / stderr, for bug reports
         gimp.message(_native(_error_text(error)))
-    finally:
-        pdb.gimp_image_undo_group_end(image)
 
 
 def _run(image, drawable, style_file, options):

@@ -94,11 +94,12 @@ def run(fu, image, layer, style, **values):
 
 
 def assert_untouched(fu, image, before):
-    """No layer added, the undo group opened and closed exactly once."""
+    """No layer added, no undo group left open (a refusal before any work opens none)."""
     assert [layer.name for layer in image.layers] == before
     names = fu.state.names()
-    assert names.count("pdb.gimp_image_undo_group_start") == 1
-    assert names.count("pdb.gimp_image_undo_group_end") == 1
+    assert names.count("pdb.gimp_image_undo_group_start") in (0, 1)
+    assert names.count("pdb.gimp_image_undo_group_start") == names.count(
+        "pdb.gimp_image_undo_group_end")
     assert image.fake_undo_depth == 0
     assert "pdb.gimp_image_insert_layer" not in names
 
@@ -257,6 +258,7 @@ def test_rgb_layer_becomes_a_new_layer_above_it(fu, stand_in, style_png):
         "drawable.flush") < end
     assert image.fake_undo_depth == 0 and image.fake_undo_groups == 1
     assert fu.state.progress[-1] == 1.0 and 0.5 in fu.state.progress
+    assert image.active_drawable is new  # the result is what the user works on next
     assert "Neural style: scale 1/2, 50%" in fu.state.progress_texts
     # nothing wrote to the source: its only pixel region was read-only
     for name, args in fu.state.calls:
@@ -492,6 +494,98 @@ def test_bad_values_are_messages(fu, stand_in, style_png, values, words):
     assert_untouched(fu, image, ["L"])
 
 
+# -- layer masks, indexed images, the active layer -------------------------------------------------
+
+
+def visible_alpha(fu, layer):
+    """How opaque each pixel of an 8-bit layer looks in the image: its alpha times its mask's
+    value while the mask is applied (GIMP's compositing)."""
+    values = fu.pixels(layer).astype(np.float64) / 255
+    alpha = values[..., -1] if layer.has_alpha else np.ones(values.shape[:2])
+    mask = fu.pdb.gimp_layer_get_mask(layer)
+    if mask is not None and layer.fake_apply_mask:
+        alpha = alpha * fu.pixels(mask)[..., 0] / 255
+    return alpha
+
+
+def masked_layer(fu, apply=True, show=False):
+    """An image whose layer has a mask: the left third hidden, a ramp, the right third shown."""
+    image = fu.new_image(24, 12)
+    layer = fu.add_layer(image, "Masked", gradient(12, 24, 4), offsets=(0, 0))
+    values = np.clip((np.arange(24) - 8) / 8.0, 0.0, 1.0)[None, :].repeat(12, 0)
+    fu.add_mask(layer, values, apply=apply, show=show)
+    return image, layer
+
+
+def test_layer_mask_is_copied_so_hidden_pixels_stay_hidden(fu, stand_in, style_png):
+    image, layer = masked_layer(fu)
+    source_mask = fu.pixels(layer.mask)
+    run(fu, image, layer, style_png)
+
+    assert fu.state.messages == []
+    new = image.layers[0]
+    assert new.name == "Masked (stripes)"
+    assert new.mask is not None, "the new layer lost the mask: the hidden part would show"
+    assert new.mask is not layer.mask
+    assert np.array_equal(fu.pixels(new.mask), source_mask)
+    assert np.array_equal(fu.pixels(layer.mask), source_mask)  # the source's mask untouched
+    assert np.array_equal(visible_alpha(fu, new) == 0, visible_alpha(fu, layer) == 0)
+    assert (visible_alpha(fu, new)[:, :8] == 0).all()
+    assert (new.fake_apply_mask, new.fake_show_mask) == (True, False)
+    # The new layer is the active drawable, not its mask (adding a mask makes GIMP edit it).
+    assert image.active_layer is new and image.active_drawable is new
+    names = fu.state.names()
+    assert names.index("pdb.gimp_layer_add_mask") < names.index(
+        "pdb.gimp_image_undo_group_end")  # one undo step takes the layer and its mask
+
+
+@pytest.mark.parametrize("apply, show", [(False, False), (True, True)])
+def test_layer_mask_settings_are_copied(fu, stand_in, style_png, apply, show):
+    """A mask switched off keeps the layer whole; a mask being shown is shown on the copy."""
+    image, layer = masked_layer(fu, apply=apply, show=show)
+    run(fu, image, layer, style_png)
+    new = image.layers[0]
+    assert (new.fake_apply_mask, new.fake_show_mask) == (apply, show)
+    assert np.array_equal(visible_alpha(fu, new), visible_alpha(fu, layer))
+
+
+def test_layer_mask_keeps_16_bits(fu, stand_in, style_png):
+    image = fu.new_image(16, 4, precision=fu.PRECISION_U16_GAMMA)
+    layer = fu.add_layer(image, "Deep", np.linspace(0, 1, 16 * 4 * 3).reshape(4, 16, 3))
+    fu.add_mask(layer, np.linspace(0.0, 1.0, 64).reshape(4, 16))
+    run(fu, image, layer, style_png)
+    copied = fu.pixels(image.layers[0].mask)
+    assert copied.dtype == np.uint16 and np.array_equal(copied, fu.pixels(layer.mask))
+    assert (copied % 257 != 0).sum() > 32  # not squeezed through 8 bits
+
+
+def test_failed_mask_copy_leaves_no_layer(fu, stand_in, style_png, monkeypatch):
+    def refuse(*args):
+        raise fu.error("execution error")
+
+    monkeypatch.setattr(type(fu.pdb), "gimp_layer_add_mask", lambda self, *args: refuse())
+    image, layer = masked_layer(fu)
+    run(fu, image, layer, style_png)
+    (message,) = fu.state.messages
+    assert "execution error" in message
+    assert [item.name for item in image.layers] == ["Masked"]
+    assert image.fake_undo_depth == 0
+
+
+def test_indexed_image_is_refused_before_any_work(fu, stand_in, style_png):
+    """A script can pass an indexed image (the menu does not offer the filter there)."""
+    image = fu.new_image(8, 6, fu.INDEXED)
+    indices = (np.arange(48, dtype=np.uint8) % 5).reshape(6, 8, 1)
+    layer = fu.add_layer(image, "Palette", indices)
+    run(fu, image, layer, style_png)
+    (message,) = fu.state.messages
+    assert "indexed" in message and "Image > Mode > RGB" in message
+    assert stand_in.calls == []
+    assert_untouched(fu, image, ["Palette"])
+    assert "pdb.gimp_image_undo_group_start" not in fu.state.names()
+    assert np.array_equal(fu.pixels(layer), indices)
+
+
 def test_wrong_argument_counts_fail_like_pygimp(fu):
     """The fake is only worth something if it is strict."""
     image = fu.new_image(4, 4)
@@ -511,6 +605,29 @@ def test_wrong_argument_counts_fail_like_pygimp(fu):
         region[0:4, 0:4] = b"\0" * 3
     with pytest.raises(TypeError):
         region[0:4, 0:4] = bytearray(4 * 4 * 3)
+
+
+def test_fake_layer_masks_and_modes_are_checked_like_gimp(fu):
+    image = fu.new_image(4, 4)
+    layer = fu.add_layer(image, "L", gradient(4, 4, 3))
+    with pytest.raises(fu.error):
+        fu.pdb.gimp_layer_get_apply_mask(layer)  # no mask yet
+    mask = fu.pdb.gimp_layer_create_mask(layer, fu.ADD_MASK_BLACK)
+    assert fu.pdb.gimp_layer_get_mask(layer) is None  # created, not added
+    fu.pdb.gimp_layer_add_mask(layer, mask)
+    assert fu.pdb.gimp_layer_get_mask(layer) is mask and image.active_drawable is mask
+    with pytest.raises(fu.error):
+        fu.pdb.gimp_layer_add_mask(layer, fu.pdb.gimp_layer_create_mask(layer, 0))  # has one
+    other = fu.add_layer(image, "Small", gradient(2, 2, 3))
+    with pytest.raises(fu.error):
+        fu.pdb.gimp_layer_add_mask(other, fu.pdb.gimp_layer_create_mask(layer, 0))  # 4x4 != 2x2
+    with pytest.raises(TypeError):
+        fu.pdb.gimp_layer_set_apply_mask(layer)
+    indexed = fu.new_image(4, 4, fu.INDEXED)
+    with pytest.raises(fu.error):
+        fu.gimp.Layer(indexed, "x", 4, 4, fu.RGBA_IMAGE, 100.0, fu.NORMAL_MODE)
+    with pytest.raises(fu.error):
+        fu.pdb.gimp_image_set_active_layer(indexed, layer)  # a layer of another image
 
 
 # -- through the real bridge -----------------------------------------------------------------------

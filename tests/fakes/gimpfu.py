@@ -12,9 +12,14 @@ called pdb.gimp_plugin_enable_precision(), after which they carry the native byt
 through a pixel region reach the image only after drawable.flush(), as with libgimp's tile
 cache. Shadow buffers are not implemented.
 
+Images are RGB, GRAY or INDEXED (8-bit perceptual only, as in GIMP; indexed pixels are palette
+indices). Layers can have a layer mask (pdb.gimp_layer_create_mask / gimp_layer_add_mask, with
+GIMP's checks and its apply/show/edit flags); image.active_drawable is the active layer's mask
+while that mask is being edited, as in GIMP.
+
 Helpers for tests, which are not part of gimpfu, start with `fake_` or live at module level
-below "test helpers": reset(), new_image(), add_layer(), add_group(), set_selection(),
-pixels(), run_noninteractive(), run_interactive().
+below "test helpers": reset(), new_image(), add_layer(), add_group(), add_mask(),
+set_selection(), pixels(), run_noninteractive(), run_interactive().
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ PRECISION_U32_LINEAR, PRECISION_U32_GAMMA = 300, 350
 PRECISION_HALF_LINEAR, PRECISION_HALF_GAMMA = 500, 550
 PRECISION_FLOAT_LINEAR, PRECISION_FLOAT_GAMMA = 600, 650
 PRECISION_DOUBLE_LINEAR, PRECISION_DOUBLE_GAMMA = 700, 750
+ADD_MASK_WHITE, ADD_MASK_BLACK, ADD_MASK_ALPHA, ADD_MASK_ALPHA_TRANSFER = 0, 1, 2, 3
+ADD_MASK_SELECTION, ADD_MASK_COPY, ADD_MASK_CHANNEL = 4, 5, 6
+ADD_WHITE_MASK, ADD_BLACK_MASK, ADD_ALPHA_MASK = 0, 1, 2  # GIMP 2.8's names, kept in 2.10
 
 PF_INT8, PF_INT16, PF_INT32 = PDB_INT8, PDB_INT16, PDB_INT32
 PF_INT = PF_INT32
@@ -67,8 +75,11 @@ _TYPE_MAPPING = {
 }
 _NEEDS_EXTRA = (PF_SPINNER, PF_SLIDER, PF_RADIO, PF_OPTION)  # the dialog reads params[i][4]
 
-_CHANNELS = {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2}
-_BASE_OF_TYPE = {RGB_IMAGE: RGB, RGBA_IMAGE: RGB, GRAY_IMAGE: GRAY, GRAYA_IMAGE: GRAY}
+_CHANNELS = {RGB_IMAGE: 3, RGBA_IMAGE: 4, GRAY_IMAGE: 1, GRAYA_IMAGE: 2, INDEXED_IMAGE: 1,
+             INDEXEDA_IMAGE: 2}
+_BASE_OF_TYPE = {RGB_IMAGE: RGB, RGBA_IMAGE: RGB, GRAY_IMAGE: GRAY, GRAYA_IMAGE: GRAY,
+                 INDEXED_IMAGE: INDEXED, INDEXEDA_IMAGE: INDEXED}
+_COLOUR_TYPE = {RGB: RGB_IMAGE, GRAY: GRAY_IMAGE, INDEXED: INDEXED_IMAGE}
 _DTYPES = {100: np.uint8, 200: np.uint16, 300: np.uint32, 500: np.float16, 600: np.float32,
            700: np.float64}
 
@@ -187,8 +198,8 @@ class Image:
     def __init__(self, *args, **kwargs):
         width, height, base = _parse("gimp.Image.__init__", args, kwargs,
                                      [_is_int, _is_int, _is_int], 3)
-        if base not in (RGB, GRAY):
-            raise error("the fake supports RGB and GRAY images only")
+        if base not in (RGB, GRAY, INDEXED):
+            raise error("could not create a new image: %d is not an image type" % base)
         self.ID = _new_id()
         self.width, self.height, self.base_type = int(width), int(height), int(base)
         self.fake_precision = PRECISION_U8_GAMMA
@@ -197,6 +208,14 @@ class Image:
         self.layers = []           # top-level layers, top first (as image.layers)
         self.active_layer = None
         self.selection = Channel._selection(self)
+
+    @property
+    def active_drawable(self):
+        """The active layer, or its mask while the mask is being edited."""
+        layer = self.active_layer
+        if layer is not None and layer.fake_mask is not None and layer.fake_edit_mask:
+            return layer.fake_mask
+        return layer
 
     @property
     def fake_dtype(self):
@@ -258,9 +277,14 @@ class Drawable:
     is_grey = is_gray
 
     @property
+    def is_indexed(self):
+        return self.image.base_type == INDEXED and not self._is_channel
+
+    @property
     def type(self):
-        colour = RGB_IMAGE if self.image.base_type == RGB else GRAY_IMAGE
-        return colour + (1 if self.has_alpha else 0)
+        if self._is_channel:
+            return GRAY_IMAGE
+        return _COLOUR_TYPE[self.image.base_type] + (1 if self.has_alpha else 0)
 
     # methods of gimp.Drawable
     def get_pixel_rgn(self, *args, **kwargs):
@@ -340,6 +364,12 @@ class Layer(Drawable):
         self.fake_parent = None
         self.fake_attached = False
         self.children = None  # a list for layer groups
+        self.fake_mask = None
+        self.fake_apply_mask = self.fake_show_mask = self.fake_edit_mask = False
+
+    @property
+    def mask(self):
+        return self.fake_mask
 
     def set_offsets(self, *args, **kwargs):
         x, y = _parse("set_offsets", args, kwargs, [_is_int, _is_int], 2,
@@ -361,10 +391,27 @@ class Channel(Drawable):
         return channel
 
     def __init__(self, *args, **kwargs):
-        raise NotImplementedError("the fake gimpfu only has the selection channel")
+        raise NotImplementedError("the fake gimpfu only has the selection and layer masks")
 
     def __repr__(self):
         return "<gimp.Channel '%s'>" % self._name
+
+
+class LayerMask(Channel):
+    """A layer mask (pygimp hands it out as a gimp.Channel): made by gimp_layer_create_mask,
+    not attached until gimp_layer_add_mask."""
+
+    @classmethod
+    def _for(cls, layer, fill):
+        mask = cls.__new__(cls)
+        mask._setup(layer.image, layer.name + " mask", layer.width, layer.height, 1, False)
+        mask.fake_data[...] = _from_unit(np.asarray(fill, np.float64),
+                                         layer.image.fake_dtype)[..., None]
+        mask.fake_attached = False
+        return mask
+
+    def __repr__(self):
+        return "<gimp.Channel '%s' (layer mask)>" % self._name
 
 
 class PixelRgn:
@@ -465,6 +512,17 @@ def _layer(v):
 
 def _layer_or_none(v):
     return v is None or isinstance(v, Layer)
+
+
+def _channel(v):
+    return isinstance(v, Channel)
+
+
+def _masked(layer):
+    """The layer's mask; GIMP's flag procedures fail on a layer without one."""
+    if layer.fake_mask is None:
+        raise error("execution error")
+    return layer.fake_mask
 
 
 def _pdb_args(name, args, kwargs, spec):
@@ -574,6 +632,79 @@ class _PDB:
         if image.active_layer is layer:
             image.active_layer = None
 
+    def gimp_image_set_active_layer(self, *args, **kwargs):
+        _pdb_args("gimp_image_set_active_layer", args, kwargs, [_image, _layer])
+        image, layer = args
+        if not layer.fake_attached or layer.image is not image:
+            raise error("execution error")
+        image.active_layer = layer
+
+    def gimp_layer_get_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_get_mask", args, kwargs, [_layer])
+        return args[0].fake_mask  # pygimp: None for GIMP's -1
+
+    def gimp_layer_create_mask(self, *args, **kwargs):
+        """A new mask of the layer's size, not yet added (WHITE, BLACK and ALPHA only)."""
+        _pdb_args("gimp_layer_create_mask", args, kwargs, [_layer, _is_int])
+        layer, kind = args
+        if not 0 <= kind <= ADD_MASK_CHANNEL:
+            raise error("execution error")  # not a GimpAddMaskType
+        if kind == ADD_MASK_WHITE:
+            fill = np.ones((layer.height, layer.width))
+        elif kind == ADD_MASK_BLACK:
+            fill = np.zeros((layer.height, layer.width))
+        elif kind == ADD_MASK_ALPHA:
+            fill = (_to_unit(layer.fake_data[..., -1]) if layer.has_alpha
+                    else np.ones((layer.height, layer.width)))
+        else:
+            raise NotImplementedError("the fake has WHITE, BLACK and ALPHA masks only")
+        return LayerMask._for(layer, fill)
+
+    def gimp_layer_add_mask(self, *args, **kwargs):
+        """GIMP's checks: one mask per layer, a mask not added elsewhere, of this image and
+        the layer's size. The mask becomes applied, shown as the layer, and edited."""
+        _pdb_args("gimp_layer_add_mask", args, kwargs, [_layer, _channel])
+        layer, mask = args
+        if not isinstance(mask, LayerMask) or mask.fake_attached or mask.image is not layer.image:
+            raise error("execution error")
+        if layer.fake_mask is not None or layer.children is not None:
+            raise error("execution error")  # already has one, or a layer group
+        if (mask.width, mask.height) != (layer.width, layer.height):
+            raise error("execution error")
+        mask.fake_attached = True
+        layer.fake_mask = mask
+        layer.fake_apply_mask, layer.fake_show_mask, layer.fake_edit_mask = True, False, True
+
+    def gimp_layer_get_apply_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_get_apply_mask", args, kwargs, [_layer])
+        _masked(args[0])
+        return int(args[0].fake_apply_mask)
+
+    def gimp_layer_set_apply_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_set_apply_mask", args, kwargs, [_layer, _is_int])
+        _masked(args[0])
+        args[0].fake_apply_mask = bool(args[1])
+
+    def gimp_layer_get_show_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_get_show_mask", args, kwargs, [_layer])
+        _masked(args[0])
+        return int(args[0].fake_show_mask)
+
+    def gimp_layer_set_show_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_set_show_mask", args, kwargs, [_layer, _is_int])
+        _masked(args[0])
+        args[0].fake_show_mask = bool(args[1])
+
+    def gimp_layer_get_edit_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_get_edit_mask", args, kwargs, [_layer])
+        _masked(args[0])
+        return int(args[0].fake_edit_mask)
+
+    def gimp_layer_set_edit_mask(self, *args, **kwargs):
+        _pdb_args("gimp_layer_set_edit_mask", args, kwargs, [_layer, _is_int])
+        _masked(args[0])
+        args[0].fake_edit_mask = bool(args[1])
+
     def gimp_item_delete(self, *args, **kwargs):
         _pdb_args("gimp_item_delete", args, kwargs, [_item])
         if getattr(args[0], "fake_attached", False):
@@ -675,6 +806,8 @@ def reset():
 
 
 def new_image(width, height, base_type=RGB, precision=PRECISION_U8_GAMMA):
+    if base_type == INDEXED and precision != PRECISION_U8_GAMMA:
+        raise ValueError("GIMP's indexed images are 8-bit perceptual only")
     image = Image(width, height, base_type)
     image.fake_precision = precision
     image.selection.fake_data = np.zeros((height, width, 1), image.fake_dtype)
@@ -690,13 +823,14 @@ def _as_native(image, values):
 
 
 def add_layer(image, name, values, offsets=(0, 0), parent=None, position=0):
-    """A layer holding `values` (HxWxC, C = 1..4; native dtype, uint8, or floats in 0..1)."""
+    """A layer holding `values` (HxWxC, C = 1..4; native dtype, uint8, or floats in 0..1;
+    palette indices in an indexed image)."""
     values = np.asarray(values)
     height, width, channels = values.shape
     colour = 3 if image.base_type == RGB else 1
-    kind = {3: RGB_IMAGE, 4: RGBA_IMAGE, 1: GRAY_IMAGE, 2: GRAYA_IMAGE}[channels]
     if channels - colour not in (0, 1):
         raise ValueError("%d channels do not fit this image" % channels)
+    kind = _COLOUR_TYPE[image.base_type] + channels - colour
     layer = Layer(image, name, width, height, kind, 100.0, NORMAL_MODE)
     layer._offsets = tuple(offsets)
     layer.fake_data = _as_native(image, values)
@@ -715,6 +849,19 @@ def add_group(image, name, position=0):
                       position=position)
     group.children = []
     return group
+
+
+def add_mask(layer, values, apply=True, show=False, edit=False):
+    """A layer mask holding HxW `values` (floats in 0..1, or uint8) on `layer`."""
+    values = np.asarray(values)
+    native = (_from_unit(values, layer.image.fake_dtype) if values.dtype.kind == "f"
+              else _as_native(layer.image, values))
+    mask = LayerMask._for(layer, np.ones((layer.height, layer.width)))
+    mask.fake_data = native.reshape(layer.height, layer.width, 1)
+    mask.fake_attached = True
+    layer.fake_mask = mask
+    layer.fake_apply_mask, layer.fake_show_mask, layer.fake_edit_mask = apply, show, edit
+    return mask
 
 
 def set_selection(image, values):
