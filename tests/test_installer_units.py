@@ -413,3 +413,16 @@ def test_uninstall_that_cannot_remove_a_file_keeps_the_manifest(tmp_path, home, 
     assert manifest.is_file()
     assert run_main("--home", str(home), "--uninstall") == 0
     assert not (home / ".config/GIMP/3.0/plug-ins/neural-style").exists()
+
+
+def test_bad_input_after_an_install_changes_nothing_and_claims_nothing(tmp_path, home,
+                                                                       quiet_system, capsys):
+    (home / ".config/GIMP/3.0/plug-ins").mkdir(parents=True)
+    assert run_main("--home", str(home), "--skip-env", "--skip-weights") == 0
+    installed = snapshot(home)
+    capsys.readouterr()
+    code = run_main("--home", str(home), "--skip-env", "--from", str(tmp_path / "none.h5"))
+    out = capsys.readouterr().out
+    assert code == EXIT_USAGE and out.count("ERROR: ") == 1
+    assert "installed so far" not in out
+    assert snapshot(home) == installed

@@ -87,11 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def check_paths(args: argparse.Namespace) -> None:
-    """Paths named on the command line that cannot work: one error, before any change."""
+def check_paths(ctx: Context) -> None:
+    """Paths that cannot work: one error, before any change."""
     def bad(message: str, code: int = EXIT_USAGE) -> InstallError:
         return InstallError(message, code)
 
+    args = ctx.args
     if args.home is not None and not os.path.isdir(full_path(args.home)):
         raise bad(f"--home {args.home}: there is no such folder.")
     if args.uninstall:
@@ -111,15 +112,13 @@ def check_paths(args: argparse.Namespace) -> None:
         if os.path.exists(full_path(d)) and not os.path.isdir(full_path(d)):
             raise bad(f"--gimp-dir {d} is a file, not a folder. Name GIMP's plug-ins folder "
                       "(Edit > Preferences > Folders > Plug-ins).")
-    if args.venv:
-        venv = full_path(args.venv)
-        if os.path.exists(venv) and not os.path.isdir(venv):
-            raise bad(f"--venv {args.venv} is a file, not a folder. Choose another place for "
-                      "the environment.")
-        if not args.skip_env and existing_non_venv(venv):
-            raise bad(f"{venv} exists but is not a Python virtual environment. Choose another "
-                      "place with --venv PATH (or empty that folder), then run the installer "
-                      "again.", EXIT_ENV)
+    if os.path.exists(ctx.venv) and not os.path.isdir(ctx.venv):
+        raise bad(f"The environment's place {ctx.venv} is a file, not a folder. Choose another "
+                  "place with --venv PATH.")
+    if not args.skip_env and existing_non_venv(ctx.venv):
+        raise bad(f"{ctx.venv} exists but is not a Python virtual environment. Choose another "
+                  "place with --venv PATH (or empty that folder), then run the installer "
+                  "again.", EXIT_ENV)
 
 
 def main(argv: list[str] | None, script: str) -> int:
@@ -127,8 +126,8 @@ def main(argv: list[str] | None, script: str) -> int:
     args = parse_args(argv)
     ctx = None
     try:
-        check_paths(args)
-        ctx = Context(args, script)
+        ctx = Context(args, script)   # reads the manifest; changes nothing
+        check_paths(ctx)
         return uninstall(ctx) if args.uninstall else install(ctx)
     except InstallError as e:
         code, message = e.code, e.message
@@ -176,6 +175,6 @@ def say_what_is_left(ctx: Context) -> None:
         gone = drop_empty_journal(ctx)
     except OSError:
         gone = False
-    if not gone:
-        say(f"What this run installed so far is listed in {ctx.manifest.path}. Run the "
-            f"installer again to finish, or `{ctx.script} --uninstall` to remove it.")
+    if not gone and ctx.manifest.state == "installing":   # else: stopped before any change
+        say(f"What is installed so far is listed in {ctx.manifest.path}. Run the installer "
+            f"again to finish, or `{ctx.script} --uninstall` to remove it.")

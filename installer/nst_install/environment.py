@@ -243,15 +243,15 @@ class CoreEnvironment:
             self.report.did(f"kept PyTorch {have} in the environment{extra}",
                             f"keep PyTorch {have} in the environment{extra}")
             return
+        sources = torch_build.indexes(want, self.ctx.layout.platform, self.ctx.args.torch_index)
+        if self.actions.dry:   # the first source; whether it answers (and fits) is for the run
+            self.actions.run(self.pip_torch(sources[0]), "install PyTorch")
+            self.report.did(f"install PyTorch ({want} build)")
+            return
         need = torch_build.SPACE_NEEDED_GB[want]
         gb = free_gb(self.venv)
         if gb is not None and gb < need:
             raise InstallError(space_message(self.venv, "PyTorch", need), EXIT_ENV)
-        sources = torch_build.indexes(want, self.ctx.layout.platform, self.ctx.args.torch_index)
-        if self.actions.dry:   # the first source; whether it answers is for the real run
-            self.actions.run(self.pip_torch(sources[0]), "install PyTorch")
-            self.report.did(f"install PyTorch ({want} build)")
-            return
         if have:
             self.actions.run([self.py, "-m", "pip", "uninstall", "-y",
                               "--disable-pip-version-check", "torch"], "remove the old PyTorch")

@@ -45,6 +45,8 @@ class Report:
 
     def print_uninstall(self, failed: list[str], manifest_path: str, flatpak: bool) -> None:
         say()
+        for w in self.warnings:
+            say("  ! " + w)
         if failed:
             say("Some things could not be removed:")
             for item in failed:
@@ -52,8 +54,6 @@ class Report:
             say("Close GIMP (it may hold the files open), fix the cause, and run --uninstall "
                 f"again: the manifest {manifest_path} was kept.")
             return
-        for w in self.warnings:
-            say("  ! " + w)
         if self.dry:
             say("Dry run: nothing was changed.")
             return
