@@ -442,6 +442,376 @@ def test_a_hung_core_is_cancelled_and_killed(tmp_path):
     assert "killing it" in assert_names_log(e.value, tmp_path).read_text()
 
 
+# -- a misbehaving core: one BridgeError, whatever it sends ---------------------------------------
+
+W, H = 40, 32  # content()'s size: the result a run asks for
+RESULT = dict(type="result", width=W, height=H, channels=3, format="u8", payload=W * H * 3)
+NAN, INF = float("nan"), float("inf")
+
+
+def line(**message) -> bytes:
+    """One protocol line as Python's json writes it (NaN and Infinity included)."""
+    return (json.dumps(message) + "\n").encode()
+
+
+def replay_core(tmp_path, output: str, then: str = "sys.exit(0)") -> str:
+    """A config folder whose core reads the request's first line, writes the bytes that the
+    Python expression `output` gives, then runs `then`."""
+    script = (f"import os, sys, time\nsys.stdin.readline()\n"
+              f"sys.stdout.buffer.write({output}); sys.stdout.flush()\n{then}\n")
+    return fake_core(tmp_path, script)
+
+
+def assert_readable(error, tmp_path):
+    """One sentence or two a user can read, ending with the log."""
+    assert_names_log(error, tmp_path)
+    text = error.message
+    assert text[:1].isupper() and len(text) < 1500, text
+    assert all(c.isprintable() for c in text), repr(text)
+    assert "Traceback" not in text
+
+
+GOOD_ESTIMATE = dict(type="estimate", device="cpu", table={"draft": [[256, 0.0], [512, 3.5]]},
+                     auto_size={"draft": 512}, auto_seconds=180)
+
+BROKEN_RUNS = {
+    # what the core writes (a Python expression), the words the user reads
+    "shell banner": (repr(b"\x1b[31mWelcome\x00 to my shell\n"), "Welcome  to my shell"),
+    "a JSON list": (repr(b"[1, 2]\n"), "instead of a protocol message"),
+    "type not text": (repr(line(type=5)), "instead of a protocol message"),
+    "not UTF-8": (repr(b'{"type": "progress\xff"}\n'), "instead of a protocol message"),
+    "half a line": (repr(b'{"type": "progr'), "ended in the middle of a message"),
+    "a line over 1 MiB": ("b'{\"type\": \"progress\", \"x\": \"' + b'a' * (1 << 20) + b'\"}\\n'",
+                          "longer than"),
+    "deeply nested": ("b'[' * 100000 + b']' * 100000 + b'\\n'", "instead of a protocol message"),
+    "nested in a field": ("b'{\"type\": \"progress\", \"loss\": ' + b'[' * 100000"
+                          " + b']' * 100000 + b'}\\n'", "instead of a protocol message"),
+    "a 5000-digit int": ("b'{\"type\": \"progress\", \"scale\": ' + b'9' * 5000 + b'}\\n'",
+                         "instead of a protocol message"),
+    "fraction text": (repr(line(type="progress", fraction="half")), 'fraction is "half"'),
+    "fraction junk": (repr(line(type="progress", fraction={"a": [1, {"b": None}]})),
+                      "fraction is an object"),
+    "phase a number": (repr(line(type="progress", phase=7)), "phase is 7"),
+    "progress payload": (repr(line(type="progress", fraction=0.5, payload=10)),
+                         "unexpected payload"),
+    "negative payload": (repr(line(type="progress", payload=-1)), "unexpected payload"),
+    "error text a list": (repr(line(type="error", kind="internal", message=["x"])),
+                          "no text kind and message"),
+    "error kind a number": (repr(line(type="error", kind=5, message="m")),
+                            "no text kind and message"),
+    "error without text": (repr(line(type="error", kind="internal")),
+                           "no text kind and message"),
+    "channels as text": (repr(line(**dict(RESULT, channels="3"))), 'channels "3"'),
+    "width as float": (repr(line(**dict(RESULT, width=40.0))), "not the image asked for"),
+    "payload true": (repr(line(**dict(RESULT, payload=True))), "payload True"),
+    "unknown format": (repr(line(**dict(RESULT, format="u9"))), 'format "u9"'),
+    "other size": (repr(line(**dict(RESULT, width=41, payload=41 * H * 3))), "width 41"),
+    "NaN size": (repr(line(**dict(RESULT, height=NAN))), "height nan"),
+    "payload short": (repr(line(**RESULT) + b"x" * 100), "ended 3740 bytes before the end"),
+    "payload long": (repr(line(**RESULT) + b"x" * (W * H * 3 + 5)), "more after its answer"),
+    "answer twice": (repr(line(type="error", kind="internal", message="a") * 2),
+                     "more after its answer"),
+    "an estimate": (repr(line(**GOOD_ESTIMATE)), "estimate where a result was due"),
+    "no answer": ("b''", "gave no answer: it exited with code 0"),
+    "stdout closed": ("b''", "gave no answer: it exited with code 4"),
+}
+BROKEN_THEN = {"stdout closed": "os.close(1); time.sleep(0.3); sys.exit(4)"}
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("case", sorted(BROKEN_RUNS))
+def test_a_broken_core_is_one_readable_error(tmp_path, case):
+    output, words = BROKEN_RUNS[case]
+    folder = replay_core(tmp_path, output, BROKEN_THEN.get(case, "sys.exit(0)"))
+    progress = []
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({}, content(W, H), [style_file(tmp_path)], config_dir=folder,
+                       on_progress=lambda f, t: progress.append(f))
+    assert e.value.kind == "core_crashed", e.value.message
+    assert words in e.value.message, e.value.message
+    assert_readable(e.value, tmp_path)
+    assert not progress  # nothing of a broken message reached the progress bar
+
+
+BROKEN_ESTIMATES = {
+    "NaN seconds": dict(GOOD_ESTIMATE, table={"draft": [[256, NAN]]}),
+    "a row of text": dict(GOOD_ESTIMATE, table={"draft": ["256 px: 3 s"]}),
+    "auto size text": dict(GOOD_ESTIMATE, auto_size={"draft": "512"}),
+    "no table": {k: v for k, v in GOOD_ESTIMATE.items() if k != "table"},
+    "device a list": dict(GOOD_ESTIMATE, device=["cpu"]),
+    "a result": RESULT,
+}
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("case", sorted(BROKEN_ESTIMATES))
+def test_a_broken_estimate_is_one_readable_error(tmp_path, case):
+    folder = replay_core(tmp_path, repr(line(**BROKEN_ESTIMATES[case])))
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.estimate({}, 800, 600, config_dir=folder)
+    assert e.value.kind == "core_crashed" and "protocol" in e.value.message
+    assert_readable(e.value, tmp_path)
+
+
+def test_a_good_estimate_is_returned_and_usable(tmp_path):
+    answer = nst_bridge.estimate({}, 800, 600,
+                                 config_dir=replay_core(tmp_path, repr(line(**GOOD_ESTIMATE))))
+    assert answer == {k: v for k, v in GOOD_ESTIMATE.items() if k != "type"}
+    assert 0 < nst_bridge.estimated_seconds(answer, "draft", 300) < 3.5  # a 0.0 s row: no crash
+
+
+def test_a_core_that_never_estimates_times_out(tmp_path):
+    folder = replay_core(tmp_path, "b''", "time.sleep(60)")
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.estimate({}, 800, 600, config_dir=folder, timeout=1.0)
+    assert e.value.kind == "core_crashed" and "no time estimate within 1 s" in e.value.message
+    assert_readable(e.value, tmp_path)
+
+
+def test_a_core_that_answers_but_never_exits_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(nst_bridge, "EXIT_WAIT_S", 0.5)
+    folder = replay_core(tmp_path, repr(line(**RESULT) + b"x" * (W * H * 3)), "time.sleep(60)")
+    t0 = time.monotonic()
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({}, content(W, H), [style_file(tmp_path)], config_dir=folder)
+    assert time.monotonic() - t0 < 30
+    assert "answered, but then did not exit" in e.value.message
+    assert_readable(e.value, tmp_path)  # (the autouse fixture checks the core is gone)
+
+
+def test_the_cores_error_text_is_shown_cleaned_and_bounded(tmp_path):
+    text = "disk\x1b[2J full\x00 " + "x" * 10000
+    folder = replay_core(tmp_path, repr(line(type="error", kind="quota", message=text)),
+                         "sys.exit(2)")
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({}, content(W, H), [style_file(tmp_path)], config_dir=folder)
+    assert e.value.kind == "internal"  # a kind this bridge does not know
+    assert e.value.message.startswith("Disk [2J full") and "\x1b" not in e.value.message
+    assert_readable(e.value, tmp_path)
+
+
+def test_absurd_progress_numbers_are_clamped_and_the_run_succeeds(tmp_path):
+    """A core's measurements may be NaN or infinite (Python's json writes and reads them): the
+    progress bar and text stay sane and the result still arrives."""
+    absurd = [dict(fraction=NAN, eta_s=INF), dict(fraction=-5, eta_s=-3.0),
+              dict(fraction=INF, scale=3, scales=NAN), dict(fraction=10 ** 300, eta_s=1e12),
+              dict(fraction=0.25, scale=10 ** 300, scales=2, loss=NAN, elapsed_s=-INF),
+              dict(fraction=NAN, phase="stylizing", eta_s=None, scale=None)]
+    output = b"".join(line(type="progress", **p) for p in absurd)
+    output += line(type="novelty", note="a newer core's message") + line(**RESULT)
+    output += bytes(range(256)) * (W * H * 3 // 256)
+    seen = []
+    result = nst_bridge.run({}, content(W, H), [style_file(tmp_path)],
+                            on_progress=lambda f, t: seen.append((f, t)),
+                            config_dir=replay_core(tmp_path, repr(output)))
+    assert (result["width"], result["height"], len(result["data"])) == (W, H, W * H * 3)
+    # Finite numbers are clamped; NaN and Infinity keep the bar where it was.
+    assert [f for f, _ in seen] == [0.0, 0.0, 0.0, 1.0, 0.25, 0.25]
+    for _, text in seen:
+        assert text.startswith("Neural style: ") and "left" not in text and "scale" not in text
+        assert not any(word in text.lower() for word in ("nan", "inf", "-"))
+
+
+def test_progress_text_never_fails():
+    for junk in ({}, {"fraction": "x"}, {"scale": [1], "scales": {"a": 1}}, {"eta_s": NAN},
+                 {"eta_s": 10 ** 400}, {"phase": None, "fraction": -INF}):
+        assert nst_bridge.progress_text(junk).startswith("Neural style: ")
+    assert nst_bridge.progress_text({"fraction": 2, "eta_s": 59.6}) == (
+        "Neural style: 100%, about 1:00 left")
+
+
+# -- style files: only regular files, at most 256 MiB, never a hang -------------------------------
+
+
+def refused_style(tmp_path, path) -> nst_bridge.BridgeError:
+    """The error from a run with `path` as style (in a thread: a hang fails the test instead of
+    blocking it); no core is started."""
+    folder = core_config(tmp_path, CORE)
+    errors = []
+
+    def go():
+        try:
+            nst_bridge.run({}, content(), [str(path)], config_dir=folder)
+        except nst_bridge.BridgeError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"reading the style {path} hangs"
+    assert len(errors) == 1 and errors[0].kind == "bad_image"
+    assert str(path) in errors[0].message
+    assert logs(tmp_path) == []  # refused before anything started
+    return errors[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_as_style_does_not_hang(tmp_path):
+    fifo = tmp_path / "style.png"
+    os.mkfifo(fifo)
+    assert "not an image file" in refused_style(tmp_path, fifo).message
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_as_style_is_refused(tmp_path):
+    assert "not an image file" in refused_style(tmp_path, "/dev/zero").message
+
+
+def test_a_folder_as_style_is_refused(tmp_path):
+    error = refused_style(tmp_path, tmp_path)
+    assert "not an image file" in error.message or "cannot be read" in error.message
+
+
+def test_an_empty_style_is_refused(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert "is empty" in refused_style(tmp_path, empty).message
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
+def test_an_unreadable_style_is_refused(tmp_path):
+    locked = tmp_path / "locked.png"
+    locked.write_bytes(style_png())
+    locked.chmod(0)
+    assert "cannot be read" in refused_style(tmp_path, locked).message
+
+
+def test_an_oversized_style_is_refused_without_being_read(tmp_path):
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(300 << 20)  # sparse: no disk used
+    io = psutil.Process().io_counters
+    before = getattr(io(), "read_chars", None)
+    error = refused_style(tmp_path, huge)
+    assert "300 MiB" in error.message and "limit of 256 MiB" in error.message
+    if before is not None:  # Linux counts every byte read
+        assert io().read_chars - before < 16 << 20
+
+
+# -- the log folder: private to the user, never someone else's -----------------------------------
+
+
+def failed_run_log(tmp_path) -> Path:
+    """The log of a run whose core cannot start (quick: no process)."""
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        with pytest.MonkeyPatch.context() as m:
+            m.setenv("NST_CORE_COMMAND", "no-such-nst-core-program worker")
+            nst_bridge.run({}, content(), [style_file(tmp_path)])
+    assert e.value.kind == "core_missing" and e.value.message.endswith(e.value.log_path)
+    return Path(e.value.log_path)
+
+
+def assert_private(log: Path):
+    if os.name == "posix":
+        assert log.stat().st_mode & 0o777 == 0o600
+        assert log.parent.stat().st_mode & 0o777 == 0o700
+        assert not log.parent.is_symlink() and log.parent.stat().st_uid == os.getuid()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_log_files_are_0600_in_a_0700_folder_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        log = failed_run_log(tmp_path)
+    finally:
+        os.umask(old)
+    assert log.parent == log_folder() and log_folder().name == f"neural-style-gimp-{os.getuid()}"
+    assert_private(log)
+    assert failed_run_log(tmp_path).parent == log.parent  # the next run uses it again
+
+
+def assert_fallback(log: Path):
+    """The run logged to a fresh private folder, and its log says why."""
+    assert log.parent != log_folder() and log.parent.name.startswith("neural-style-gimp-")
+    assert_private(log)
+    assert "not a private folder of this user" in log.read_text()
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_a_planted_link_is_not_followed(tmp_path):
+    trap = tmp_path / "attacker"
+    trap.mkdir(mode=0o700)
+    log_folder().symlink_to(trap, target_is_directory=True)
+    assert_fallback(failed_run_log(tmp_path))
+    assert list(trap.iterdir()) == [] and log_folder().is_symlink()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_a_folder_open_to_others_is_not_used_or_changed(tmp_path):
+    log_folder().mkdir()
+    log_folder().chmod(0o777)
+    assert_fallback(failed_run_log(tmp_path))
+    assert log_folder().stat().st_mode & 0o777 == 0o777 and list(log_folder().iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
+def test_another_users_folder_is_not_used(tmp_path, monkeypatch):
+    if os.geteuid() == 0:
+        log_folder().mkdir(mode=0o700)
+        os.chown(log_folder(), 65534, 65534)
+    else:  # we cannot give a folder away: be another user instead
+        uid = os.getuid()
+        log_folder().mkdir(mode=0o700)
+        monkeypatch.setattr(os, "getuid", lambda: uid + 1)
+        os.rename(tmp_path / f"neural-style-gimp-{uid}", log_folder())
+    assert_fallback(failed_run_log(tmp_path))
+    assert list(log_folder().iterdir()) == []
+
+
+def test_a_file_where_the_folder_goes_is_left_alone(tmp_path):
+    log_folder().write_text("not a folder")
+    log = failed_run_log(tmp_path)
+    assert log.parent != log_folder() and log.exists()
+    assert log_folder().read_text() == "not a folder"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_pruning_deletes_only_our_own_old_regular_logs(tmp_path):
+    folder = log_folder()
+    folder.mkdir(mode=0o700)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    old = time.time() - 30 * 86400
+    (folder / "core-old.log").write_text("old")
+    (folder / "core-new.log").write_text("new")
+    (folder / "core-link.log").symlink_to(precious)
+    (folder / "core-dir.log").mkdir()
+    (folder / "notes.txt").write_text("mine")
+    for name in ("core-old.log", "core-dir.log", "notes.txt"):
+        os.utime(folder / name, (old, old))
+    os.utime(folder / "core-link.log", (old, old), follow_symlinks=False)
+    log = failed_run_log(tmp_path)
+    assert log.parent == folder
+    left = {p.name for p in folder.iterdir()} - {log.name}
+    assert left == {"core-new.log", "core-link.log", "core-dir.log", "notes.txt"}
+    assert precious.read_text() == "keep me"
+
+
+# -- bad values from a plug-in or a script --------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"strength": "strong"}, 'strength="strong" is not a number'),
+    ({"seed": [1]}, "seed=a list is not a number"),
+    ({"size": float("inf")}, "size=inf is not a number"),
+])
+def test_bad_option_values_are_one_error(options, words):
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.core_options(options)
+    assert e.value.kind == "bad_option" and words in e.value.message
+
+
+@pytest.mark.parametrize("image", [
+    dict(content(), data=None), dict(content(), format=["u8"]), dict(content(), width="wide"),
+    dict(content(), width=10 ** 6),
+])
+def test_bad_pixel_data_is_one_error(tmp_path, image):
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({}, image, [style_file(tmp_path)], config_dir=core_config(tmp_path, CORE))
+    assert e.value.kind == "bad_request" and "layer's pixel data" in e.value.message
+    assert logs(tmp_path) == []
+
+
 # -- real runs -----------------------------------------------------------------------------------
 
 
