@@ -63,7 +63,7 @@ MAX_SIDE = 32768
 MAX_ETA_S = 1e6  # an estimate of more than 11 days left is not shown
 MAX_CORE_TEXT = 1000  # characters of the core's own error text shown to the user
 CANCEL_WAIT_S = 2.0
-EXIT_WAIT_S = 10.0  # after the core closed stdout, how long it may take to exit
+EXIT_WAIT_S = 10.0  # how long the core may take to close stdout after answering, and to exit
 REPAIR = ("Run installer/install.py from the Neural Style for GIMP download again "
           "(`python3 installer/install.py`) to repair it")
 
@@ -288,7 +288,11 @@ def _reason(error):
 
 
 def _header(message):
-    return json.dumps(message, separators=(",", ":"), sort_keys=True).encode("ascii") + b"\n"
+    try:
+        text = json.dumps(message, separators=(",", ":"), sort_keys=True)
+    except (TypeError, ValueError) as e:  # a script's own option that JSON cannot carry
+        raise BridgeError("bad_option", "The options cannot be sent to the core (%s)." % e)
+    return text.encode("ascii") + b"\n"
 
 
 # -- logs ----------------------------------------------------------------------------------------
@@ -489,7 +493,7 @@ def _check(message, answer, expected):
     elif kind == "error":
         text = message.get("message")
         if not isinstance(message.get("kind"), _TEXT) or not isinstance(text, _TEXT):
-            raise _Broken("its error message has no text kind and message")
+            raise _Broken('its error message lacks a text "kind" or "message"')
         kind = message["kind"] if message["kind"] in CORE_KINDS else "internal"
         text = _printable(text, MAX_CORE_TEXT).strip() or "the core failed without saying why"
         return dict(type="error", kind=kind, message=text)
@@ -729,6 +733,9 @@ def estimate(options, width, height, config_dir=None, timeout=120.0):
     command = find_core_command(config_dir)
     _check_executable(command)
     opts = core_options(options)
+    if not (_integer(width, 1, MAX_SIDE) and _integer(height, 1, MAX_SIDE)):
+        raise BridgeError("bad_request", "Cannot estimate a %sx%s layer." % (
+            _brief(width), _brief(height)))
     message = {"type": "estimate", "protocol": PROTOCOL, "options": opts,
                "content": {"width": int(width), "height": int(height)},
                "auto_seconds": AUTO_SECONDS}

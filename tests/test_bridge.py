@@ -239,6 +239,51 @@ def test_python27_non_ascii_paths_and_messages(tmp_path):
     assert "Jos\u00e9" in out["message"] and out["unicode"] and out["str_ok"]
 
 
+PY27_HARDENING_SCRIPT = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import nst_bridge
+folder, style, fifo = sys.argv[2:5]
+content = dict(width=2, height=1, channels=3, format="u8", data=b"abcdef")
+RESULT = '{"type":"result","width":2,"height":1,"channels":3,"format":"u8","payload":6}\n'
+cores = dict(
+    nan=['{"type":"progress","fraction":NaN,"eta_s":Infinity,"scale":1e999}\n', RESULT, "abcdef"],
+    junk=['{"type":"progress","fraction":{"a":[1]}}\n'],
+    nested=["[" * 30000 + "]" * 30000 + "\n"],
+    error=['{"type":"error","kind":"x","message":"caf\\u00e9 \\u202e\\u0007 bad"}\n'])
+out = {}
+for name, lines in sorted(cores.items()) + [("fifo", [])]:
+    script = "import sys; sys.stdin.readline(); sys.stdout.write(%r)" % "".join(lines)
+    with open(os.path.join(folder, "nst-core.json"), "w") as f:
+        json.dump({"command": [sys.executable, "-c", script]}, f)
+    try:
+        r = nst_bridge.run({}, content, [fifo if name == "fifo" else style], config_dir=folder)
+        out[name] = ["ok", len(r["data"])]
+    except nst_bridge.BridgeError as e:
+        out[name] = [e.kind, e.message]
+out["mode"] = oct(os.stat(nst_bridge.log_dir()).st_mode & 0o777)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(PY27 is None or not hasattr(os, "mkfifo"), reason="no Python 2.7 or FIFOs")
+def test_python27_hardening(tmp_path):
+    """The checks of what the core sends, and of style files and log folders, on Python 2."""
+    os.mkfifo(tmp_path / "fifo")
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    done = subprocess.run([PY27, "-c", PY27_HARDENING_SCRIPT, str(BRIDGE.parent),
+                           str(tmp_path), style_file(tmp_path), str(tmp_path / "fifo")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["nan"] == ["ok", 6], done.stderr
+    assert out["junk"][0] == out["nested"][0] == "core_crashed"
+    assert "fraction is an object" in out["junk"][1]
+    assert out["error"][0] == "internal" and out["error"][1].startswith("Caf\u00e9")
+    assert all(c.isprintable() for c in out["error"][1])
+    assert out["fifo"][0] == "bad_image" and "not an image file" in out["fifo"][1]
+    assert out["mode"] in ("0700", "0o700")
+
+
 # -- finding the core ----------------------------------------------------------------------------
 
 
@@ -496,11 +541,11 @@ BROKEN_RUNS = {
                          "unexpected payload"),
     "negative payload": (repr(line(type="progress", payload=-1)), "unexpected payload"),
     "error text a list": (repr(line(type="error", kind="internal", message=["x"])),
-                          "no text kind and message"),
+                          'lacks a text "kind" or "message"'),
     "error kind a number": (repr(line(type="error", kind=5, message="m")),
-                            "no text kind and message"),
+                            'lacks a text "kind" or "message"'),
     "error without text": (repr(line(type="error", kind="internal")),
-                           "no text kind and message"),
+                           'lacks a text "kind" or "message"'),
     "channels as text": (repr(line(**dict(RESULT, channels="3"))), 'channels "3"'),
     "width as float": (repr(line(**dict(RESULT, width=40.0))), "not the image asked for"),
     "payload true": (repr(line(**dict(RESULT, payload=True))), "payload True"),
@@ -799,6 +844,16 @@ def test_bad_option_values_are_one_error(options, words):
     with pytest.raises(nst_bridge.BridgeError) as e:
         nst_bridge.core_options(options)
     assert e.value.kind == "bad_option" and words in e.value.message
+
+
+def test_options_json_cannot_carry_are_one_error(tmp_path):
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({"iterations": {1, 2}}, content(), [style_file(tmp_path)],
+                       config_dir=core_config(tmp_path, CORE))
+    assert e.value.kind == "bad_option" and "cannot be sent" in e.value.message
+    assert logs(tmp_path) == []
+    with pytest.raises(nst_bridge.BridgeError, match="Cannot estimate a 800x\"tall\" layer"):
+        nst_bridge.estimate({}, 800, "tall", config_dir=core_config(tmp_path, CORE))
 
 
 @pytest.mark.parametrize("image", [
