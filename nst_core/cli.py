@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
-from .errors import NSTError
-from .options import PRESETS, Options, option_fields
+from .errors import Cancelled, ImageError, NSTError
+from .options import INITS, PRESETS, Options, option_fields
 
 log = logging.getLogger("nst")
 
@@ -24,6 +26,16 @@ def _size(text: str):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'{text!r} is not a number of pixels or "keep"') from None
+
+
+def _every(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 0 (off) or a number of iterations")
+    return n
 
 
 def _preset_default(name: str) -> str:
@@ -90,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", help="the photo or picture to repaint")
     p.add_argument("styles", nargs="+", metavar="style", help="the artwork(s) whose style to use")
     p.add_argument("-o", "--output", required=True, help="where to write the result (.png, .jpg…)")
-    p.add_argument("--save-every", type=int, default=0, metavar="N",
+    p.add_argument("--save-every", type=_every, default=0, metavar="N",
                    help="also save the image every N iterations as OUTPUT-stepN.png (default: 0, "
                         "off)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -122,24 +134,59 @@ def cmd_stylize(args) -> int:
     from .engine import stylize
 
     options = options_from_args(args)
-    output = images.check_writable(args.output)
-    content_img = images.load_image(args.content, what="content image")
-    styles = [images.load_image(s, what="style image") for s in args.styles]
+    # Everything that can be checked is checked before any work: the output first.
+    inputs = [("content image", args.content)] + [("style image", s) for s in args.styles]
+    if options.init not in (None, *INITS):
+        inputs.append(("init image", options.init))
+    output = images.check_writable(args.output, inputs)
+    if args.save_every:
+        _check_step_files(output, inputs)
+    # Decode no more than the run needs: the output's long side, the styles' at style_scale.
+    content_img = images.load_image(args.content, what="content image", max_side=options.size)
+    style_side = round((options.size or max(content_img.size)) * options.style_scale)
+    styles = [images.load_image(s, what="style image", max_side=style_side) for s in args.styles]
     content, alpha = images.split_alpha(content_img)
+    del content_img
+    written = []
 
     def save_step(array, step):
-        path = output.with_name(f"{output.stem}-step{step}.png")
-        images.save_image(images.to_pil(array), path)
+        written.append(images.save_image(images.to_pil(array), _step_path(output, step)))
 
-    with _ProgressBar(disable=args.quiet) as bar:
-        result = stylize(content, styles, options, progress=bar.update,
-                         on_image=save_step if args.save_every else None,
-                         image_every=args.save_every)
-    if alpha is not None:
-        alpha = images.resize_array(alpha[..., None], (result.shape[1], result.shape[0]))[..., 0]
-    images.save_image(images.to_pil(result, alpha), output)
+    try:
+        with _ProgressBar(disable=args.quiet) as bar:
+            result = stylize(content, styles, options, progress=bar.update,
+                             on_image=save_step if args.save_every else None,
+                             image_every=args.save_every)
+        if alpha is not None:
+            alpha = images.resize_array(alpha[..., None], (result.shape[1], result.shape[0]))
+            alpha = alpha[..., 0]
+        images.save_image(images.to_pil(result, alpha), output)
+    except KeyboardInterrupt:
+        if not written:
+            raise
+        raise Cancelled(f"interrupted; {output} was not written, but {len(written)} step "
+                        f"image(s) were, the last {written[-1]}") from None
     print(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
     return 0
+
+
+def _step_path(output: Path, step: int) -> Path:
+    return output.with_name(f"{output.stem}-step{step}.png")
+
+
+def _check_step_files(output: Path, inputs) -> None:
+    """The step images (OUTPUT-stepN.png) must not replace an input either."""
+    from .images import same_file
+
+    pattern = re.compile(re.escape(output.stem) + r"-step[0-9]+\.png")
+    folder = output.parent
+    existing = [folder / n for n in os.listdir(folder) if pattern.fullmatch(n)]
+    for what, source in inputs:
+        source = Path(source)
+        if (pattern.fullmatch(source.name) and same_file(source.parent, folder)) or \
+                any(same_file(step, source) for step in existing):
+            raise ImageError(f"--save-every would write {folder / output.stem}-stepN.png over "
+                             f"the {what} {source}; choose another output name")
 
 
 class _ProgressBar:
@@ -211,14 +258,32 @@ COMMANDS = {"stylize": cmd_stylize, "weights": cmd_weights, "doctor": cmd_doctor
             "demo": cmd_demo, "worker": cmd_worker}
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(verbose: bool) -> int:
+    """NST_LOG_LEVEL if set (WARNING if not), at most INFO with -v. A value that is not a level
+    is reported and ignored: a setting meant for the log must not stop a run."""
+    text = os.environ.get("NST_LOG_LEVEL", "").strip().upper()
+    if text and text not in LOG_LEVELS:
+        print(f"nst: warning: NST_LOG_LEVEL={os.environ['NST_LOG_LEVEL']!r} is not one of "
+              f"{', '.join(LOG_LEVELS)}; ignoring it", file=sys.stderr)
+        text = ""
+    level = getattr(logging, text or "WARNING")
+    return min(level, logging.INFO) if verbose else level
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
+    level = log_level(args.verbose)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.INFO:  # fetching the weights says what it does
         logging.getLogger("nst_core.weights").setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args)
+    except Cancelled as e:
+        print(f"nst: {e.message}", file=sys.stderr)
+        return e.exit_code
     except NSTError as e:
         print(f"nst: error: {e.message}", file=sys.stderr)
         return e.exit_code

@@ -13,6 +13,7 @@ from PIL import Image
 
 from nst_core.options import option_fields
 from tests.conftest import picture
+from tests.test_weights import flip_byte, vgg_like_tensors, write_store
 
 FAST = ["--size", "32", "--iterations", "2"]
 
@@ -74,6 +75,119 @@ def test_missing_corrupt_and_tiny_images_are_named(tmp_path, image_files):
     assert_fails(nst("stylize", tiny, style, "-o", out), 3, "1x1 pixels", output=out)
     assert_fails(nst("stylize", content, style, "-o", tmp_path / "out.xyz"), 3,
                  "unknown image type")
+
+
+def nst_here(capsys, *args):
+    """`nst` in this process (no interpreter and torch start-up): (exit code, stderr)."""
+    from nst_core import cli
+
+    code = cli.main(list(map(str, args)))
+    return code, capsys.readouterr().err
+
+
+def one_error_line(done):
+    """The lines of stderr that are not argparse's usage: the error itself."""
+    return [line for line in done.stderr.splitlines()
+            if line.strip() and not line.startswith((" ", "usage:"))]
+
+
+@pytest.mark.parametrize("value", ["-1", "-100", "often"])
+def test_a_negative_save_every_is_a_usage_error(tmp_path, image_files, value):
+    out = tmp_path / "out.png"
+    done = nst("stylize", *image_files, "-o", out, "--save-every", value)
+    assert_fails(done, 2, "--save-every", f"{value!r} is not 0 (off) or a number of iterations",
+                 output=out)
+    assert len(one_error_line(done)) == 1
+
+
+def test_output_problems_are_found_before_any_work(tmp_path, image_files, capsys):
+    content, style = image_files
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (tmp_path / "folder.png", "is a folder; give a file name such as"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "out.png", "does not exist"),
+        (tmp_path / "a-file" / "out.png", "is a file, not a folder"),
+        (tmp_path / ("x" * 300 + ".png"), "is too long"),
+        (tmp_path / "out.xyz", "unknown image type"),
+    ]
+    for output, words in cases:
+        # A missing style would fail later: an output problem must be found first.
+        code, err = nst_here(capsys, "stylize", content, tmp_path / "gone.png", "-o", output)
+        assert code == 3 and words in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["a-file", "content.png", "folder.png", "style.png"]
+
+
+def test_the_output_can_never_be_an_input(tmp_path, image_files, capsys, monkeypatch):
+    content, style = image_files
+    originals = {p: p.read_bytes() for p in (content, style)}
+    os.link(content, tmp_path / "hardlink.png")
+    os.symlink(style, tmp_path / "symlink.png")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    for output, what in [(content, "content image"), (style, "style image"),
+                         ("../content.png", "content image"),
+                         (tmp_path / "hardlink.png", "content image"),
+                         (tmp_path / "symlink.png", "style image")]:
+        code, err = nst_here(capsys, "stylize", content, style, "-o", output, *FAST)
+        assert code == 3 and f"is the {what}" in err and "would replace your original" in err
+    step = tmp_path / "result-step2.png"
+    step.write_bytes(originals[content])
+    code, err = nst_here(capsys, "stylize", step, style, "-o", tmp_path / "result.png",
+                         "--save-every", "2")
+    assert code == 3
+    assert "--save-every would write" in err and "result-stepN.png over the content image" in err
+    assert {p: p.read_bytes() for p in originals} == originals
+    # And through the real command line: the exit code and the one message.
+    assert_fails(nst("stylize", content, style, "-o", content), 3, "would replace your original")
+    assert {p: p.read_bytes() for p in originals} == originals
+
+
+def test_a_bad_log_level_is_reported_and_ignored(tmp_path, image_files):
+    env = dict(os.environ, NST_LOG_LEVEL="LOUD")
+    done = nst("weights", "path", env=env)
+    assert done.returncode == 0 and done.stdout.strip()
+    assert "NST_LOG_LEVEL='LOUD' is not one of DEBUG, INFO, WARNING, ERROR" in done.stderr
+    done = nst("stylize", tmp_path / "gone.png", image_files[1], "-o", tmp_path / "o.png",
+               env=env)
+    assert_fails(done, 3, "gone.png does not exist")
+    assert len(done.stderr.strip().splitlines()) == 2  # the warning, then the one error
+    done = nst("weights", "path", env=dict(os.environ, NST_LOG_LEVEL="debug"))
+    assert done.returncode == 0 and "warning" not in done.stderr
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("flip", "corrupt (checksum mismatch)"),
+    ("nan", "not numbers (NaN or infinity)"),
+    ("shape", "expected float32 (64, 3, 3, 3)"),
+])
+def test_a_run_on_damaged_weights_fails_before_stylizing(tmp_path, image_files, damage, words):
+    home = tmp_path / "home"
+    home.mkdir()
+    tensors = dict(vgg_like_tensors())
+    if damage == "nan":
+        tensors["features.0.bias"] = np.full(64, np.nan, np.float32)
+    if damage == "shape":
+        tensors["features.0.weight"] = np.zeros((64, 3, 5, 5), np.float32)
+    store = write_store(home / "vgg19-caffe-conv.safetensors", tensors)
+    if damage == "flip":
+        flip_byte(store)
+    out = tmp_path / "out.png"
+    done = nst("stylize", *image_files, "-o", out, *FAST, env=dict(os.environ, NST_HOME=str(home)))
+    assert_fails(done, 4, words, "nst weights fetch --force", output=out)
+    assert "stylizing" not in done.stderr and "diverged" not in done.stderr
+
+
+def test_an_image_declaring_a_huge_size_is_refused_before_decoding(tmp_path, image_files):
+    from tests.test_images import png_declaring
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_declaring(50_000, 50_000))
+    out = tmp_path / "out.png"
+    assert_fails(nst("stylize", image_files[0], bomb, "-o", out), 6,
+                 "style image", "declares 50000x50000 pixels", output=out)
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path, image_files):
@@ -170,6 +284,29 @@ def test_ctrl_c_stops_within_an_iteration_and_writes_nothing(tmp_path, image_fil
         proc.kill()
     assert code == 130
     assert "interrupted; nothing was written" in proc.stderr.read()
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_after_step_images_names_them(tmp_path, image_files, real_weights):
+    out = tmp_path / "out.png"
+    proc = subprocess.Popen([sys.executable, "-m", "nst_core", "stylize", *map(str, image_files),
+                             "-o", str(out), "--size", "32", "--iterations", "10000",
+                             "--save-every", "1", "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "out-step2.png").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    message = proc.stderr.read()
+    assert code == 130 and "Traceback" not in message
+    assert f"{out} was not written" in message and "step image(s) were, the last" in message
+    last = message.split("the last ")[-1].strip()
+    assert Image.open(last).size == (32, 24)
     assert not out.exists()
 
 

@@ -1,5 +1,6 @@
 """Weight conversion (on a small HDF5 file the test writes), hash rejection, storage, loading."""
 
+import functools
 import hashlib
 
 import h5py
@@ -84,12 +85,17 @@ def test_installed_weights_verify(real_weights):
 # -- the checks every run makes (weights.load) --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def vgg_like():
+@functools.lru_cache(maxsize=1)
+def vgg_like_tensors() -> dict:
     """Tensors in the VGG19 layout (random values: only the checks are under test)."""
     rng = np.random.default_rng(0)
     return {name: rng.standard_normal(shape, np.float32) * 0.01
             for name, shape in weights.expected_shapes().items()}
+
+
+@pytest.fixture
+def vgg_like():
+    return vgg_like_tensors()
 
 
 def write_store(path, tensors, **metadata):
