@@ -469,7 +469,7 @@ def _brief(value):
     if isinstance(value, (list, tuple)):
         return "a list"
     if isinstance(value, _TEXT):
-        return u'"%s"' % _printable(value, 40)
+        return u'"%s"' % _printable(_text(value), 40)
     return _printable(_text(str(value)), 40)
 
 

@@ -261,6 +261,10 @@ for name, lines in sorted(cores.items()) + [("fifo", [])]:
         out[name] = ["ok", len(r["data"])]
     except nst_bridge.BridgeError as e:
         out[name] = [e.kind, e.message]
+try:
+    nst_bridge.run({}, dict(content, format="u9"), [style], config_dir=folder)
+except nst_bridge.BridgeError as e:
+    out["format"] = [e.kind, e.message]
 out["mode"] = oct(os.stat(nst_bridge.log_dir()).st_mode & 0o777)
 print(json.dumps(out))
 """
@@ -281,6 +285,7 @@ def test_python27_hardening(tmp_path):
     assert out["error"][0] == "internal" and out["error"][1].startswith("Caf\u00e9")
     assert all(c.isprintable() for c in out["error"][1])
     assert out["fifo"][0] == "bad_image" and "not an image file" in out["fifo"][1]
+    assert out["format"][0] == "bad_request" and '"u9"' in out["format"][1]
     assert out["mode"] in ("0700", "0o700")
 
 
