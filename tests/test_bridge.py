@@ -738,6 +738,13 @@ def test_an_oversized_style_is_refused_without_being_read(tmp_path):
         assert io().read_chars - before < 16 << 20
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="no /proc")
+def test_the_limit_holds_while_reading(tmp_path, monkeypatch):
+    """/proc files say they are empty and are not: the limit is enforced on what is read."""
+    monkeypatch.setattr(nst_bridge, "MAX_STYLE_BYTES", 100)
+    assert "grew past the limit" in refused_style(tmp_path, "/proc/self/maps").message
+
+
 # -- the log folder: private to the user, never someone else's -----------------------------------
 
 
@@ -755,7 +762,8 @@ def assert_private(log: Path):
     if os.name == "posix":
         assert log.stat().st_mode & 0o777 == 0o600
         assert log.parent.stat().st_mode & 0o777 == 0o700
-        assert not log.parent.is_symlink() and log.parent.stat().st_uid == os.getuid()
+        assert not log.parent.is_symlink()
+        assert log.parent.stat().st_uid == log.parent.parent.stat().st_uid  # ours, as tmp_path
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
@@ -796,14 +804,12 @@ def test_a_folder_open_to_others_is_not_used_or_changed(tmp_path):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX owners")
 def test_another_users_folder_is_not_used(tmp_path, monkeypatch):
+    if os.geteuid() != 0:  # we cannot give a folder away: be another user instead
+        real = os.getuid()
+        monkeypatch.setattr(os, "getuid", lambda: real + 1)
+    log_folder().mkdir(mode=0o700)
     if os.geteuid() == 0:
-        log_folder().mkdir(mode=0o700)
         os.chown(log_folder(), 65534, 65534)
-    else:  # we cannot give a folder away: be another user instead
-        uid = os.getuid()
-        log_folder().mkdir(mode=0o700)
-        monkeypatch.setattr(os, "getuid", lambda: uid + 1)
-        os.rename(tmp_path / f"neural-style-gimp-{uid}", log_folder())
     assert_fallback(failed_run_log(tmp_path))
     assert list(log_folder().iterdir()) == []
 
