@@ -201,9 +201,6 @@ def check_writable(path, inputs=()) -> Path:
     temporary file the save will use) that the folder takes new files.
     """
     path = Path(path)
-    if path.suffix.lower() not in WRITABLE:
-        raise ImageError(f"output {path}: unknown image type {path.suffix!r}; "
-                         f"use one of {', '.join(sorted(WRITABLE))}")
     folder = path.parent
     name_max = _name_max(folder)
     if len(os.fsencode(path.name)) > name_max:
@@ -211,7 +208,10 @@ def check_writable(path, inputs=()) -> Path:
                          f"names of at most {name_max} bytes; choose a shorter name")
     if path.is_dir():
         raise ImageError(f"output {path} is a folder; give a file name such as "
-                         f"{path / ('result' + path.suffix)}")
+                         f"{path / 'result.png'}")
+    if path.suffix.lower() not in WRITABLE:
+        raise ImageError(f"output {path}: unknown image type {path.suffix!r}; "
+                         f"use one of {', '.join(sorted(WRITABLE))}")
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
         raise ImageError(f"output folder {folder} {problem}")
