@@ -35,8 +35,8 @@ def load_image(source, what: str = "image", name: str | None = None,
 
     `name`: what to call the file in messages (for bytes, e.g. the file the user chose).
     `max_side`: the longest side the run will use. Bigger images are reduced while decoding
-    (JPEG's draft mode, then PIL's box reduce) to no less than that, so memory follows what the
-    run needs, not the file. The declared size is checked before decoding: TooLargeError names
+    (JPEG's draft mode, then PIL's box reduce) to no less than twice that, so memory follows what
+    the run needs, not the file. The declared size is checked before decoding: TooLargeError names
     it when the decode cannot fit in the memory available.
     """
     if name is None:
@@ -129,6 +129,8 @@ def _check_decode_fits(img: Image.Image, declared, target, what: str, name: str)
             f"{what} {name} is {declared[0]}x{declared[1]} pixels; decoding it needs about "
             f"{need / GB:.1f} GB of memory but {free / GB:.1f} GB is available. Use a smaller "
             "image or a smaller output size, or close other programs")
+
+
 def split_alpha(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """(RGB array, alpha array or None) of any PIL mode: palette, grey, 16-bit, with alpha."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit/32-bit grey: keep the depth

@@ -317,8 +317,8 @@ def _check_layout(tensors: dict, path: Path) -> None:
 
 
 def _stamp(st: os.stat_result) -> list[int]:
-    """What identifies a version of a file without reading it: size, change time, inode. A file
-    replaced (new inode) or rewritten (new time) gets a new stamp."""
+    """What identifies a version of a file without reading it: size, modification time, inode. A
+    file replaced (new inode) or rewritten (new time) gets a new stamp."""
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
