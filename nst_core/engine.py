@@ -293,7 +293,7 @@ class _Run:
             return (mean_rgb + noise).to(self.device)
         if init == "style":
             return images.resize(self.tensor(self.styles[0]), (w, h))
-        picture = images.to_array(images.load_image(init, what="init image"))
+        picture = images.to_array(images.load_image(init, what="init image", max_side=max(w, h)))
         return images.resize(self.tensor(picture), (w, h))
 
     def optimizer(self, x: torch.Tensor, plan) -> torch.optim.Optimizer:

@@ -266,7 +266,10 @@ def run_job(request: protocol.Request, session: Session) -> bytes:
     from .images import load_image, resize_array
 
     rgb, alpha = pixels.split_content(request)
-    styles = [load_image(data, what="style image", name=name)
+    # Styles are decoded no larger than the run needs (automatic sizes stay within the layer).
+    style_side = round((request.options.size or max(request.width, request.height))
+                       * request.options.style_scale)
+    styles = [load_image(data, what="style image", name=name, max_side=style_side)
               for (name, _), data in zip(request.styles, request.style_data)]
     request.style_data = []
     if request.auto_seconds is not None and request.options.size is None:
