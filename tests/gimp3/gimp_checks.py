@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -484,35 +483,47 @@ def _run_with_killer(img, killer, info, options, join_s):
     return r
 
 
+def _worker():
+    """(pid, parent pid) of the running core, or None."""
+    for pid, p in _processes().items():
+        if "nst_core.worker" in p["cmd"] and p["state"] != "Z":
+            return pid, p["ppid"]
+    return None
+
+
+def _log_of(pid):
+    """The core's log: its stderr is the log file (wherever the bridge keeps logs)."""
+    try:
+        with open(os.readlink(f"/proc/{pid}/fd/2"), errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def case_cancel_blocks():
     """A layer that, in a small memory budget, is painted block by block: cancel in the middle
     of the block-wise scale leaves the image as it was, and the core exits."""
     img = make_image(1024, 768)
     info = {}
-    logs = os.path.join(tempfile.gettempdir(), "neural-style-gimp")
-    old = set(os.listdir(logs)) if os.path.isdir(logs) else set()
 
     def killer():
         t_end = time.monotonic() + 300
+        worker, text = None, ""
         while time.monotonic() < t_end:
-            new = [os.path.join(logs, n) for n in os.listdir(logs) if n not in old] \
-                if os.path.isdir(logs) else []
-            text = "".join(open(p, errors="replace").read() for p in new)
+            worker = worker or _worker()
+            text = _log_of(worker[0]) if worker else ""
             if "in blocks of" in text:
                 break
             time.sleep(0.2)
         else:
             info["error"] = "no block-wise scale started: " + text[-2000:]
             return
-        workers = [(pid, p["ppid"]) for pid, p in _processes().items()
-                   if "nst_core.worker" in p["cmd"] and p["state"] != "Z"]
-        if not workers:
+        if not _alive(worker[0]):
             info["error"] = "the core had gone before the cancel"
             return
-        pid, plugin = workers[0]
         time.sleep(2.0)  # well inside the block-wise iterations
         info["log_at_kill"] = [ln for ln in text.splitlines() if "scale" in ln][-3:]
-        _kill_plugin(pid, plugin, info)
+        _kill_plugin(worker[0], worker[1], info)
 
     return _run_with_killer(img, killer, info, PARAMS.get("block_options", {}), 330)
 
