@@ -11,12 +11,16 @@ import sys
 from pathlib import Path
 
 from .errors import Cancelled, ImageError, NSTError
-from .options import INITS, PRESETS, Options, option_fields
+from .options import INITS, LAYERS, PRESETS, Options, option_fields
 
 log = logging.getLogger("nst")
 
 
 # -- building the parser from Options ----------------------------------------------------------
+
+
+LAYER_HELP = (f"; one or more of {', '.join(LAYERS)} (vgg16 has no relu3_4, relu4_4, relu5_4); "
+              "Keras's names (block2_conv2 for relu2_2) work too")
 
 
 def _size(text: str):
@@ -51,9 +55,7 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         kind = Options.__dataclass_fields__[name].type
         kwargs = dict(dest=name, default=argparse.SUPPRESS)
-        if "choices" in meta and kind.startswith("tuple"):  # layer lists: keep usage short
-            kwargs.update(choices=meta["choices"], metavar="LAYER")
-        elif "choices" in meta:
+        if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if "metavar" in meta:
             kwargs["metavar"] = meta["metavar"]
@@ -78,10 +80,12 @@ def add_option_arguments(parser: argparse.ArgumentParser) -> None:
             shown = " ".join(map(str, default))
         else:
             shown = "keep" if name == "size" and default is None else default
-        choices = f"; one or more of {', '.join(meta['choices'])}" \
-            if kwargs.get("metavar") == "LAYER" else ""
+        choices = LAYER_HELP if kwargs.get("metavar") == "LAYER" else ""
         kwargs["help"] = f"{meta['help']}{choices} (default: {shown})"
         group.add_argument(flag, **kwargs)
+    group.add_argument("--preserve-colors", dest="colors", action="store_const",
+                       const="luminance", default=argparse.SUPPRESS,
+                       help="the same as --colors luminance")
 
 
 def options_from_args(args: argparse.Namespace) -> Options:

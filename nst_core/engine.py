@@ -71,7 +71,7 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     style_rgbs = [images.to_array(s) for s in styles]
     device = select_device(options.device)
     run_content, run_styles = content_rgb, style_rgbs
-    if options.preserve_colors:  # luminance-only transfer (Gatys et al. 2016), colour put back
+    if options.colors == "luminance":  # Gatys et al. 2016: luminance only, colour put back
         run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
 
     def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
@@ -93,7 +93,7 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
                                 "choose a smaller output size or --device cpu")
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
         result = run_on(torch.device("cpu"))
-    if options.preserve_colors:
+    if options.colors == "luminance":
         h, w = result.shape[:2]
         result = preserve_colors(result, images.resize_array(content_rgb, (w, h)))
     return images.to_pil(result) if as_pil else result

@@ -12,10 +12,16 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 from .errors import OptionError
 
-LAYERS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2",
-          "relu3_1", "relu3_2", "relu3_3", "relu3_4",
-          "relu4_1", "relu4_2", "relu4_3", "relu4_4",
-          "relu5_1", "relu5_2", "relu5_3", "relu5_4")
+# Convolutions per block of each network; a layer is named after the ReLU that follows its
+# convolution (relu2_2), or as Keras names the convolution (block2_conv2): both are accepted.
+MODEL_BLOCKS = {"vgg19": (2, 2, 4, 4, 4), "vgg16": (2, 2, 3, 3, 3)}
+MODELS = tuple(MODEL_BLOCKS)
+MODEL_LAYERS = {model: tuple(f"relu{b}_{k}" for b, n in enumerate(blocks, 1)
+                             for k in range(1, n + 1))
+                for model, blocks in MODEL_BLOCKS.items()}
+LAYERS = MODEL_LAYERS["vgg19"]  # every layer name of either network (VGG16's are a subset)
+COLORS = ("style", "luminance", "histogram")
+STYLE_LOSSES = ("gram", "w2")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -98,12 +104,20 @@ class Options:
     precision: str | None = _opt(
         None, "number format of the network passes (auto: bf16/fp16 where it is as good as fp32)",
         choices=PRECISIONS)
-    preserve_colors: bool = _opt(
-        False, "keep the content's colours: transfer only the style's luminance")
+    colors: str = _opt(
+        "style", "the result's colours: the style's; the content's, with only the style's "
+        "luminance transferred (luminance); or the style image recoloured to the content's "
+        "colour distribution before the run (histogram)", choices=COLORS)
+    model: str = _opt("vgg19", "the network whose features define content and style",
+                      choices=MODELS)
+    style_loss: str = _opt(
+        "gram", "how style is compared: Gram matrices (Gatys et al.) or the Wasserstein-2 "
+        "distance between the feature distributions (means and covariances)",
+        choices=STYLE_LOSSES)
     pooling: str = _opt("max", "VGG pooling", choices=POOLINGS)
-    content_layers: tuple[str, ...] = _opt(("relu4_2",), "content layers", choices=LAYERS)
+    content_layers: tuple[str, ...] = _opt(("relu4_2",), "content layers", metavar="LAYER")
     style_layers: tuple[str, ...] = _opt(
-        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", choices=LAYERS)
+        ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", metavar="LAYER")
     style_layer_weights: tuple[float, ...] | None = _opt(
         None, "relative weight of each style layer (default: 1 each)", metavar="W")
     style_blend: tuple[float, ...] | None = _opt(
@@ -125,6 +139,10 @@ class Options:
         "(default: blocks only when needed, as large as the memory allows)", metavar="PX")
 
     def __post_init__(self):
+        for name in ("content_layers", "style_layers"):  # Keras names -> ours, once
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(map(canonical_layer, value)))
         self.validate()
 
     # -- construction ---------------------------------------------------------------------------
@@ -132,6 +150,13 @@ class Options:
     @classmethod
     def from_dict(cls, values: dict) -> Options:
         """Options from a JSON-like dict (the worker's request); unknown names are an error."""
+        values = dict(values)
+        if "preserve_colors" in values:  # our earlier option, kept as an alias of colors
+            keep = values.pop("preserve_colors")
+            if not isinstance(keep, bool):
+                raise OptionError(f"preserve_colors must be true or false, not {keep!r}"[:120])
+            if keep:
+                values.setdefault("colors", "luminance")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -181,8 +206,9 @@ class Options:
         if self.init not in (None, *INITS) and not os.path.isfile(self.init):
             raise OptionError(f'init image {self.init} does not exist (init must be "content", '
                               '"noise", "style" or an image file)')
-        if not isinstance(self.preserve_colors, bool):
-            raise OptionError("preserve_colors must be true or false")
+        _check_choice(self.colors, "colors", COLORS)
+        _check_choice(self.model, "model", MODELS)
+        _check_choice(self.style_loss, "style_loss", STYLE_LOSSES)
         if not isinstance(self.device, str) or not (
                 self.device in DEVICES or _is_cuda_index(self.device)):
             raise OptionError(
@@ -192,7 +218,11 @@ class Options:
             if not isinstance(layers, tuple) or not layers:
                 raise OptionError(f"{name} needs at least one layer")
             for layer in layers:
-                _check_choice(layer, name, LAYERS)
+                if layer not in MODEL_LAYERS[self.model]:
+                    raise OptionError(
+                        f"{name}: {self.model} has no layer {layer!r}; its layers are "
+                        f"{', '.join(MODEL_LAYERS[self.model])} (or Keras's names, "
+                        "block1_conv1 ...)")
         if self.style_layer_weights is not None:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise OptionError(f"style_layer_weights needs {len(self.style_layers)} weights, "
@@ -264,6 +294,15 @@ def option_fields():
 
 
 # -- checks ------------------------------------------------------------------------------------
+
+
+def canonical_layer(name):
+    """block2_conv2 (Keras) -> relu2_2; other names unchanged (checked later)."""
+    if isinstance(name, str) and name.startswith("block") and "_conv" in name:
+        block, conv = name[len("block"):].split("_conv", 1)
+        if block.isdigit() and conv.isdigit():
+            return f"relu{int(block)}_{int(conv)}"
+    return name
 
 
 def _is_cuda_index(device: str) -> bool:

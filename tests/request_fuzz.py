@@ -36,7 +36,7 @@ good_option_values = {
     "strength": st.floats(0, 10), "seed": st.integers(0, 2**63 - 1),
     "style_layers": st.lists(st.sampled_from(["relu1_1", "relu2_1", "relu3_1"]), min_size=1,
                              max_size=3),
-    "device": st.sampled_from(["auto", "cpu"]), "preserve_colors": st.booleans(),
+    "device": st.sampled_from(["auto", "cpu"]), "colors": st.sampled_from(["style", "luminance"]),
     "max_memory": st.one_of(st.none(), st.floats(0.75, 64)),
 }
 

@@ -76,7 +76,7 @@ def test_stopping_early_returns_an_image_of_the_final_size(content_image, style_
 def test_preserve_colors_keeps_the_content_chroma(content_image, style_image):
     # Muted colours, as in most photos: a new luminance with the old chroma mostly fits in RGB.
     content = Image.blend(content_image, Image.new("RGB", content_image.size, "grey"), 0.6)
-    result, _ = run(content, style_image, preserve_colors=True)
+    result, _ = run(content, style_image, colors="luminance")
     rgb = images.to_array(result)
     got = rgb_to_ycc(rgb)[..., 1:]
     want = rgb_to_ycc(images.to_array(content))[..., 1:]

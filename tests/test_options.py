@@ -61,7 +61,7 @@ def test_size_keep_uses_the_content_size():
     (dict(preset="best"), "preset must be one of draft, standard, high, classic"),
     (dict(device="gpu"), "unknown device 'gpu'"),
     (dict(precision="fp8"), "precision must be one of"),
-    (dict(style_layers=("relu9_9",)), "style_layers must be one of"),
+    (dict(style_layers=("relu9_9",)), "vgg19 has no layer .relu9_9."),
     (dict(style_layer_weights=(1.0,)), "style_layer_weights needs 5 weights"),
     (dict(style_blend=(0.0, 0.0)), "must not all be zero"),
     (dict(seed=-3), "seed must be at least 0"),
@@ -83,3 +83,22 @@ def test_from_dict_rejects_unknown_names_and_accepts_lists():
 def test_every_preset_is_valid():
     for name in PRESETS:
         assert Options(preset=name).schedule(512)
+
+
+def test_keras_layer_names_and_the_vgg16_recipe_as_published():
+    """The VGG16 recipe (content block2_conv2; style block1_conv2 ... block5_conv3) is written
+    as it is published and means our relu names."""
+    o = Options(model="vgg16", content_layers=("block2_conv2",),
+                style_layers=("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3",
+                              "block5_conv3"))
+    assert o.content_layers == ("relu2_2",)
+    assert o.style_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+    with pytest.raises(OptionError, match="vgg16 has no layer 'relu5_4'"):
+        Options(model="vgg16", style_layers=("block5_conv4",))
+
+
+def test_preserve_colors_is_an_alias_of_colors_luminance():
+    assert Options.from_dict({"preserve_colors": True}).colors == "luminance"
+    assert Options.from_dict({"preserve_colors": False}).colors == "style"
+    with pytest.raises(OptionError, match="preserve_colors"):
+        Options.from_dict({"preserve_colors": "yes"})
