@@ -124,7 +124,8 @@ def main() -> int:
           f"{time.perf_counter() - t0:.0f} s: {dict(wcounts.most_common())}")
     for what, data in bad:
         print(f"  {what}\n    {data!r}")
-    failed = counts["crash"] + counts["hang"] + wcounts["internal"] + wcounts["hang"] \
+    failed = counts["crash"] + counts["hang"] + counts["internal"] + wcounts["internal"] \
+        + wcounts["hang"] \
         + wcounts["no single answer"]
     print("FAILED" if failed else "OK: no crash, hang or internal error")
     return 1 if failed else 0

@@ -30,6 +30,7 @@ POOLINGS = ("max", "avg")
 MAX_STYLE_SCALE = 8.0
 # The interpreter, torch, the network and the smallest block: below this nothing runs.
 MIN_MEMORY_GB = 0.75
+MAX_SIZE = 16384  # px, the long side of an output or a scale
 MAX_SEED = 2**63 - 1  # torch's generator takes 64 bits
 MAX_ITERATIONS = 1_000_000
 MAX_LIST = 64  # layers, layer weights and style weights: more is a mistake, not a setting
@@ -184,7 +185,7 @@ class Options:
         _check_int(self.iterations, "iterations", allow_none=True, minimum=1,
                    maximum=MAX_ITERATIONS)
         _check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
-        _check_int(self.min_size, "min_size", allow_none=True, minimum=0, maximum=16384)
+        _check_int(self.min_size, "min_size", allow_none=True, minimum=0, maximum=MAX_SIZE)
         _check_number(self.style_scale, "style_scale", minimum=0.0, exclusive=True)
         if self.style_scale > MAX_STYLE_SCALE:
             raise OptionError(f"style_scale must be at most {MAX_STYLE_SCALE:g}, "
@@ -195,7 +196,7 @@ class Options:
         if self.max_memory is not None and self.max_memory < MIN_MEMORY_GB:
             raise OptionError(f"max_memory of {self.max_memory:g} GB is too small for anything: "
                               f"the network alone needs about {MIN_MEMORY_GB:g} GB")
-        _check_int(self.block_size, "block_size", allow_none=True, minimum=16, maximum=16384)
+        _check_int(self.block_size, "block_size", allow_none=True, minimum=16, maximum=MAX_SIZE)
         if self.block_size is not None and self.block_size % 16:
             raise OptionError(f"block_size must be a multiple of 16, not {self.block_size}")
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
@@ -385,5 +386,5 @@ def _check_size(value, name, allow_none=False):
     if value is None and allow_none:
         return
     _check_int(value, name, minimum=16)
-    if value > 16384:
-        raise OptionError(f"{name} of {value} px is beyond the 16384 px this engine accepts")
+    if value > MAX_SIZE:
+        raise OptionError(f"{name} of {value} px is beyond the {MAX_SIZE} px this engine accepts")
