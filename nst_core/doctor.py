@@ -11,6 +11,7 @@ import torch
 from . import __version__, weights
 from .device import cpu_has_fast_bf16, cpu_name, select_dtype
 from .errors import WeightsError
+from .options import MODELS
 
 
 def report() -> str:
@@ -34,11 +35,14 @@ def report() -> str:
         lines.append("CUDA         not available")
     mps = getattr(torch.backends, "mps", None)
     lines.append(f"MPS          {'available' if mps and mps.is_available() else 'not available'}")
-    path = weights.weights_path()
-    try:
-        weights.verify(path)
-        state = f"OK ({path})"
-    except WeightsError as e:
-        state = f"NOT USABLE: {e.message}"
-    lines.append(f"weights      {state}")
+    for model in MODELS:
+        path = weights.weights_path(model)
+        try:
+            weights.verify(path, model)
+            state = f"OK ({path})"
+        except WeightsError as e:  # VGG16's are optional: missing ones are no fault
+            missing = not path.exists() and model != "vgg19"
+            state = f"not installed. {weights.how_to_get(model)}" if missing else \
+                f"NOT USABLE: {e.message}"
+        lines.append(f"{model} weights {state}")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from . import budget, images, losses, weights
 from .device import describe, select_device, select_dtype
 from .errors import TooLargeError
 from .options import PRESETS, Options
-from .vgg import VGG19
+from .vgg import VGG
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,10 @@ def speed(device: torch.device, dtype: torch.dtype, options: Options | None = No
 
 def _measure(device: torch.device, dtype: torch.dtype, options: Options) -> float:
     """Median time of an iteration (forward, losses, backward) at PROBE_SIZE, per pixel."""
-    net = VGG19(dict.fromkeys(options.content_layers + options.style_layers), options.pooling)
-    net = net.load_weights(weights.load()).to(device, memory_format=torch.channels_last)
+    net = VGG(dict.fromkeys(options.content_layers + options.style_layers), options.pooling,
+              options.model)
+    net = net.load_weights(weights.load(model=options.model)).to(
+        device, memory_format=torch.channels_last)
     w, h = PROBE_SIZE
     generator = torch.Generator().manual_seed(0)
     x = (torch.rand(1, 3, h, w, generator=generator) * 255).to(device).requires_grad_(True)
