@@ -4,14 +4,15 @@ The layer's own sample format (u8, u16, f32; 1-4 channels, alpha last) is conver
 without passing through 8 bits; f32 samples are clamped to 0..1 for the engine. Grey layers are
 stylised as RGB and returned as luminance. Alpha passes through unchanged, multiplied by the
 selection mask when there is one; a layer without alpha is blended with its original pixels by
-the mask instead (it has no transparency to give).
+the mask instead (it has no transparency to give). A style sent as samples is converted the same
+way, its alpha composited over white as a style file's is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .protocol import Request
+from .protocol import Request, Style
 
 DTYPES = {"u8": np.dtype("<u1"), "u16": np.dtype("<u2"), "f32": np.dtype("<f4")}
 FULL_SCALE = {"u8": 255.0, "u16": 65535.0, "f32": 1.0}
@@ -47,6 +48,19 @@ def split_content(request: Request):
         colour = np.repeat(colour, 3, axis=2)
     alpha = pixels[..., c - 1].copy() if c in (2, 4) else None
     return np.ascontiguousarray(colour), alpha
+
+
+def style_rgb(style: Style, data) -> np.ndarray:
+    """A style's samples -> RGB float32 HxWx3 in 0..1 for the engine, alpha over white."""
+    c = style.channels
+    pixels = samples(data, style.format, (style.height, style.width, c))
+    colour = np.clip(to_float(pixels[..., :1 if c <= 2 else 3], style.format), 0.0, 1.0)
+    if c in (2, 4):
+        alpha = np.clip(to_float(pixels[..., c - 1:], style.format), 0.0, 1.0)
+        colour = colour * alpha + (1.0 - alpha)
+    if colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    return np.ascontiguousarray(colour, dtype=np.float32)
 
 
 def assemble(request: Request, rgb: np.ndarray, original_rgb: np.ndarray, alpha_raw) -> bytes:

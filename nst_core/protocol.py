@@ -7,22 +7,41 @@ plug-in -> core
   {"type": "request", "protocol": 1,
    "options": {...},                      # nst_core.options.Options fields, by name
    "content": {"width": W, "height": H, "channels": C, "format": F},
-   "styles": [{"name": "starry.jpg", "size": N}, ...],
+   "styles": [STYLE, ...],
    "mask": null | {"width": W, "height": H, "format": F},   # selection, 1 channel
    "result": {"format": F},               # sample format of the answer
+   "preview": null | {"size": S},         # optional: a quick streamed draft, see below
    "payload": TOTAL}
       C: 1 (grey), 2 (grey+alpha), 3 (RGB), 4 (RGBA); alpha is always the last channel.
       F: "u8", "u16" or "f32"; samples interleaved, rows top to bottom, little-endian.
-      payload = content pixels (W*H*C samples), then each style file's bytes in order,
+      STYLE: an image file's bytes   {"name": "starry.jpg", "size": N}
+             or raw samples          {"name": "Layer 1", "width": W, "height": H,
+                                      "channels": C, "format": F}
+                 (C and F as for the content; W*H*C*sample bytes, at most MAX_STYLE_BYTES; an
+                 optional "size" must equal that). Alpha is composited over white, as for a
+                 file; each side needs at least MIN_STYLE_SIDE pixels.
+      payload = content pixels (W*H*C samples), then each style's bytes in order,
       then the mask's W*H samples when there is a mask.
   {"type": "cancel"}                      # any time after the request; closing stdin also cancels
+
+  A preview ("preview": {"size": S}, S the long side, PREVIEW_SIZES, default 256) paints a
+  quick draft of the same options at that size: preset "draft", size S and the draft's own
+  iterations replace the request's; everything else (strength, colors, model, styles, seed,
+  device, ...) is kept. The mask, "result" and "auto_seconds" are ignored (the mask's bytes are
+  still sent). The content may be any size: the core reduces it to S. The images being painted
+  stream as "image" messages, then the result comes at the preview's size as RGB u8.
 
 core -> plug-in
   {"type": "progress", "phase": P, "scale": S, "scales": N, "iteration": I, "iterations": T,
    "step": K, "steps": M, "fraction": 0..1, "loss": L, "eta_s": E, "elapsed_s": X}
       P: "loading", "stylizing" or "finishing"; fraction covers the whole job.
+  {"type": "image", "width": W, "height": H, "channels": 3, "format": "u8", "step": K,
+   "steps": M, "payload": W*H*3}
+      previews only: the image after step K of M (RGB u8 at the preview's size), after each
+      scale and every few iterations, at most about 3 a second, between progress messages.
   {"type": "result", "width": W, "height": H, "channels": C, "format": F, "payload": N}
       the content's size and channels; alpha is the content's alpha (times the mask, if any).
+      A preview's result: its own size, channels 3, format "u8".
   {"type": "error", "kind": K, "message": M}
       K: one of the NSTError kinds (bad_request, bad_option, bad_image, weights, device,
       too_large, cancelled, internal).
@@ -36,7 +55,7 @@ import math
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .errors import ProtocolError, TooLargeError
+from .errors import ImageError, ProtocolError, TooLargeError
 from .options import Options
 
 VERSION = 1
@@ -46,6 +65,9 @@ MAX_SIDE = 32768  # GIMP's own limit is 524288, but nothing past this fits a VGG
 MAX_HEADER = 1 << 20  # one JSON line
 MAX_STYLES = 16
 MAX_STYLE_BYTES = 256 << 20
+MIN_STYLE_SIDE = 16  # images.MIN_SIDE (VGG's four poolings); checked here from the header alone
+PREVIEW_SIZES = (64, 512)  # the preview's long side: least, most
+PREVIEW_SIZE = 256
 MAX_PAYLOAD = 4 << 30
 MAX_SECONDS = 1e7
 
@@ -184,6 +206,28 @@ def _version(header: dict) -> None:
             f"{_short(version)}: install the plug-in and the core from the same release")
 
 
+@dataclass(frozen=True)
+class Style:
+    """One style image as the request describes it: an image file's bytes, or raw samples."""
+
+    name: str
+    size: int  # its bytes in the payload
+    width: int | None = None  # the rest: raw samples only
+    height: int | None = None
+    channels: int | None = None
+    format: str | None = None
+
+    @property
+    def is_pixels(self) -> bool:
+        return self.format is not None
+
+    def describe(self) -> str:
+        if self.is_pixels:
+            return (f"{self.name!r} ({self.width}x{self.height} {CHANNELS[self.channels]} "
+                    f"{self.format})")
+        return f"{self.name!r} ({self.size} bytes)"
+
+
 @dataclass
 class Request:
     """A stylisation request whose header has been checked; the payload is filled in later."""
@@ -194,9 +238,10 @@ class Request:
     channels: int
     format: str
     result_format: str
-    styles: list  # [(name, size in bytes)]
+    styles: list  # [Style]
     mask_format: str | None
     auto_seconds: float | None = None  # size None: the largest size that takes at most this
+    preview: int | None = None  # a streamed draft of this long side instead of the full run
     content: bytes = b""
     style_data: list = field(default_factory=list)
     mask: bytes | None = None
@@ -213,29 +258,75 @@ class Request:
 
     @property
     def payload_bytes(self) -> int:
-        return self.content_bytes + sum(size for _, size in self.styles) + self.mask_bytes
+        return self.content_bytes + sum(s.size for s in self.styles) + self.mask_bytes
 
     def summary(self) -> str:
-        styles = ", ".join(f"{name!r} ({size} bytes)" for name, size in self.styles)
+        styles = ", ".join(s.describe() for s in self.styles)
         defaults = Options()
         changed = {k: v for k, v in self.options.to_dict().items()
                    if v != getattr(defaults, k)}
         return (f"{self.width}x{self.height} {CHANNELS[self.channels]} {self.format} -> "
                 f"{self.result_format}; style(s): {styles}; mask: {self.mask_format or 'none'}; "
-                f"options (non-default): {changed or 'none'}")
+                f"options (non-default): {changed or 'none'}"
+                + (f"; preview of {self.preview} px" if self.preview else ""))
 
     def split_payload(self, payload: bytes) -> None:
         view, at = memoryview(payload), self.content_bytes
         self.content = view[:at]
         self.style_data = []
-        for _, size in self.styles:
-            self.style_data.append(bytes(view[at:at + size]))
-            at += size
+        for style in self.styles:
+            self.style_data.append(bytes(view[at:at + style.size]))
+            at += style.size
         self.mask = view[at:] if self.mask_format else None
 
 
 REQUEST_FIELDS = ("type", "protocol", "options", "content", "styles", "mask", "result",
-                  "auto_seconds", "payload")
+                  "auto_seconds", "preview", "payload")
+PIXEL_FIELDS = ("width", "height", "channels", "format")
+
+
+def _style(value, i: int) -> Style:
+    """One entry of "styles": a file ("size") or raw samples (the PIXEL_FIELDS)."""
+    if not isinstance(value, dict):
+        raise ProtocolError(f"style {i} must be a JSON object, not {_kind(value)}")
+    name = value.get("name", f"style {i}")
+    if not isinstance(name, str) or len(name) > 4096:
+        raise ProtocolError(f'style {i} "name" must be a string (a file or layer name)')
+    where = f"style image {name!r}"
+    s = _object(value, where, ("name", "size") + PIXEL_FIELDS)
+    if not any(k in s for k in PIXEL_FIELDS):
+        size = _get(s, "size", where)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ProtocolError(f"style image {name!r} is empty or has no valid size")
+        if size > MAX_STYLE_BYTES:
+            raise TooLargeError(f"style image {name!r} is {size} bytes, over the limit of "
+                                f"{MAX_STYLE_BYTES} bytes")
+        return Style(name, size)
+    width = _whole(s, "width", where, 1, MAX_SIDE, over=TooLargeError)
+    height = _whole(s, "height", where, 1, MAX_SIDE, over=TooLargeError)
+    channels = _whole(s, "channels", where, 1, 4)
+    fmt = _format(s, "format", where)
+    size = width * height * channels * SAMPLE_BYTES[fmt]
+    declared = s.get("size", size)
+    if type(declared) is not int or declared != size:  # true is no size, though true == 1
+        raise ProtocolError(f"{where} is {width}x{height}x{channels} {fmt} samples, "
+                            f"{size} bytes, but declares a size of {_short(declared)}")
+    if size > MAX_STYLE_BYTES:
+        raise TooLargeError(f"{where} is {size} bytes of samples, over the limit of "
+                            f"{MAX_STYLE_BYTES} bytes")
+    if min(width, height) < MIN_STYLE_SIDE:
+        raise ImageError(f"{where} is {width}x{height} pixels; it needs at least "
+                         f"{MIN_STYLE_SIDE}x{MIN_STYLE_SIDE}")
+    return Style(name, size, width, height, channels, fmt)
+
+
+def _preview(header: dict, where: str) -> int | None:
+    """The preview's long side, or None for a full run."""
+    preview = _get(header, "preview", where, None)
+    if preview is None:
+        return None
+    preview = _object(preview, 'the request\'s "preview"', ("size",))
+    return _whole(preview, "size", "preview", *PREVIEW_SIZES, default=PREVIEW_SIZE)
 
 
 def parse_request(header: dict) -> Request:
@@ -263,19 +354,7 @@ def parse_request(header: dict) -> Request:
     if len(styles) > MAX_STYLES:
         raise ProtocolError(f"the request has {len(styles)} style images; at most "
                             f"{MAX_STYLES} can be blended")
-    parsed_styles = []
-    for i, s in enumerate(styles, 1):
-        s = _object(s, f"style {i}", ("name", "size"))
-        name = _get(s, "name", f"style {i}", f"style {i}")
-        if not isinstance(name, str) or len(name) > 4096:
-            raise ProtocolError(f'style {i} "name" must be a string (a file name)')
-        size = _get(s, "size", f"style {i}")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ProtocolError(f"style image {name!r} is empty or has no valid size")
-        if size > MAX_STYLE_BYTES:
-            raise TooLargeError(f"style image {name!r} is {size} bytes, over the limit of "
-                                f"{MAX_STYLE_BYTES} bytes")
-        parsed_styles.append((name, size))
+    parsed_styles = [_style(s, i) for i, s in enumerate(styles, 1)]
 
     mask = _get(header, "mask", where, None)
     mask_format = None
@@ -290,7 +369,7 @@ def parse_request(header: dict) -> Request:
 
     auto_seconds = _seconds(header, "auto_seconds", where, None)
     request = Request(_options(header, where), width, height, channels, fmt, result_format,
-                      parsed_styles, mask_format, auto_seconds)
+                      parsed_styles, mask_format, auto_seconds, _preview(header, where))
 
     declared = _get(header, "payload", where, 0)
     if declared != request.payload_bytes:

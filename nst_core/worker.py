@@ -3,9 +3,10 @@
     python -m nst_core.worker          (also `nst worker`)
 
 stdin carries the request (and later, optionally, {"type": "cancel"}); stdout carries progress
-messages and then exactly one result or one error; stderr is the log. The worker stops by itself
-within a second when it is cancelled, when its stdin closes or when its parent process dies,
-whatever its stdout is doing, so a plug-in that GIMP kills never leaves a busy core behind.
+messages (and a preview's images) and then exactly one result or one error; stderr is the log.
+The worker stops by itself within a second when it is cancelled, when its stdin closes or when
+its parent process dies, whatever its stdout is doing, so a plug-in that GIMP kills never leaves
+a busy core behind.
 
 The request is parsed and checked in protocol.py, the pixels converted in pixels.py; this module
 is the session: output, stop requests and the watchers.
@@ -32,6 +33,8 @@ log = logging.getLogger("nst_core.worker")
 GRACE_S = 1.0  # after a stop request the engine gets this long, then the process exits hard
 PARENT_POLL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress messages a second (plus every phase/scale change)
+IMAGE_INTERVAL_S = 0.33  # a preview's images: at most ~3 a second (plus one after each scale)
+PREVIEW_ITERATIONS = None  # a preview's total iterations; None: the draft preset's own
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 PROGRESS_FIELDS = ("phase", "scale", "scales", "iteration", "iterations", "step", "steps",
                    "fraction", "loss", "eta_s", "elapsed_s")
@@ -144,6 +147,15 @@ class Session:
                 self.output_broken = True
                 return False
 
+    def _stream(self, message: dict, payload: bytes | None = None) -> None:
+        """Send a message that comes before the final one (progress, image), if still wanted."""
+        with self.state:
+            if self.final_sent or self.stop.is_set():
+                return
+        self._write(message, payload)
+        if self.output_broken:
+            self.request_stop("output")
+
     def progress(self, force: bool = False, **fields) -> None:
         p = dict(self.last_progress)
         p.update(fields)
@@ -155,13 +167,14 @@ class Session:
         if not force and p["phase"] == previous["phase"] and p["scale"] == previous["scale"] \
                 and now - self.last_progress_sent < PROGRESS_INTERVAL_S:
             return
-        with self.state:
-            if self.final_sent or self.stop.is_set():
-                return
         self.last_progress_sent = now
-        self._write({"type": "progress", **p})
-        if self.output_broken:
-            self.request_stop("output")
+        self._stream({"type": "progress", **p})
+
+    def send_image(self, rgb: np.ndarray, step: int, steps: int) -> None:
+        """A preview's image being painted (HxWx3 float in 0..1), sent as RGB u8."""
+        h, w = rgb.shape[:2]
+        self._stream({"type": "image", "width": w, "height": h, "channels": 3, "format": "u8",
+                      "step": step, "steps": steps}, pixels.encode(rgb, "u8").tobytes())
 
     def _final(self, message: dict, payload: bytes | None = None) -> bool:
         """Send the one final message unless one was sent or a stop was requested."""
@@ -258,28 +271,85 @@ class Session:
 # -- serving -------------------------------------------------------------------------------------
 
 
-def run_job(request: protocol.Request, session: Session) -> bytes:
-    """Stylise; returns the result samples. Raises Cancelled when a stop was requested."""
+def preview_options(options, size: int):
+    """A preview's options: a quick draft of the same settings at this long side."""
+    return options.replace(preset="draft", size=size, iterations=PREVIEW_ITERATIONS)
+
+
+def decode_styles(request: protocol.Request, long_side: int) -> list:
+    """The style images as RGB float arrays, no larger than a run of this long side needs."""
+    from .images import MIN_SIDE, fit_size, load_image, resize_array, to_array
+
+    side = round(long_side * request.options.style_scale)
+    styles = []
+    for style, data in zip(request.styles, request.style_data):
+        if not style.is_pixels:
+            styles.append(to_array(load_image(data, what="style image", name=style.name,
+                                              max_side=side)))
+            continue
+        rgb = pixels.style_rgb(style, data)
+        # As load_image does for files: keep twice what the run needs (short side 2 x MIN_SIDE).
+        h, w = rgb.shape[:2]
+        keep = max(2 * side, round(2 * MIN_SIDE * max(w, h) / min(w, h)))
+        styles.append(rgb if keep >= max(w, h) else resize_array(rgb, fit_size(w, h, keep)))
+    request.style_data = []
+    return styles
+
+
+class ImageStream:
+    """A preview's on_image: sends the image being painted at the preview's size, as the result
+    will look, after each scale and at most every IMAGE_INTERVAL_S between (the result follows
+    the last step, so that one is not sent)."""
+
+    def __init__(self, session: Session, size: tuple[int, int], content: np.ndarray,
+                 colors: str):
+        from .images import resize_array
+
+        self.session, self.size, self.last_sent = session, size, -np.inf
+        # The engine puts the content's colours back only into its result: do it here too.
+        self.content = resize_array(content, size) if colors == "luminance" else None
+
+    def __call__(self, rgb: np.ndarray, step: int) -> None:
+        from .colour import preserve_colors
+        from .images import resize_array
+
+        p = self.session.last_progress
+        scale_done = p["iteration"] == p["iterations"]
+        now = time.monotonic()
+        if step >= p["steps"] or not scale_done and now - self.last_sent < IMAGE_INTERVAL_S:
+            return
+        self.last_sent = now
+        rgb = resize_array(rgb, self.size)
+        if self.content is not None:
+            rgb = preserve_colors(rgb, self.content)
+        self.session.send_image(rgb, step, p["steps"])
+
+
+def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
+    """Stylise; returns the result message and samples. Raises Cancelled when a stop was
+    requested."""
     session.progress(force=True, phase="loading", fraction=0.0, elapsed_s=0.0)
     t0 = time.monotonic()
     from .engine import stylize  # torch loads here, after the request is known to be good
-    from .images import load_image, resize_array
+    from .images import fit_size, resize_array
 
     rgb, alpha = pixels.split_content(request)
+    size = (request.width, request.height)  # of the result
+    if request.preview:
+        request.options = preview_options(request.options, request.preview)
+        size = fit_size(request.width, request.height, request.preview)
+        if max(request.width, request.height) > request.preview:
+            rgb = resize_array(rgb, size)  # the preview needs no more
     # Styles are decoded no larger than the run needs (automatic sizes stay within the layer).
-    style_side = round((request.options.size or max(request.width, request.height))
-                       * request.options.style_scale)
-    styles = [load_image(data, what="style image", name=name, max_side=style_side)
-              for (name, _), data in zip(request.styles, request.style_data)]
-    request.style_data = []
+    styles = decode_styles(request, request.options.size or max(request.width, request.height))
     if request.auto_seconds is not None and request.options.size is None:
         from .estimate import largest_within
 
-        size = largest_within(request.options, request.width, request.height,
-                              request.auto_seconds, [s.size for s in styles])
-        log.info("automatic size: %d px (long side) for a run of at most %.0f s", size,
+        long_side = largest_within(request.options, request.width, request.height,
+                                   request.auto_seconds, [s.shape[1::-1] for s in styles])
+        log.info("automatic size: %d px (long side) for a run of at most %.0f s", long_side,
                  request.auto_seconds)
-        request.options = request.options.replace(size=size)
+        request.options = request.options.replace(size=long_side)
     log.info("imported the engine and decoded the images in %.2f s; device option %r",
              time.monotonic() - t0, request.options.device)
     if session.stop.is_set():
@@ -288,24 +358,34 @@ def run_job(request: protocol.Request, session: Session) -> bytes:
     def on_progress(p) -> None:
         session.progress(**dataclasses.asdict(p))
 
+    stream = None
+    if request.preview:
+        stream = ImageStream(session, size, rgb, request.options.colors)
     t1 = time.monotonic()
     out = stylize(rgb, styles, request.options, progress=on_progress,
-                  should_stop=session.stop.is_set)
+                  should_stop=session.stop.is_set, on_image=stream, image_every=1 if stream else 0)
     log.info("engine finished in %.2f s", time.monotonic() - t1)
     if session.stop.is_set():
         raise session.cancelled()
     out = np.asarray(out, dtype=np.float32)
     if out.ndim != 3 or out.shape[2] != 3:
         raise RuntimeError(f"the engine returned an array of shape {out.shape}, not HxWx3")
-    if out.shape[:2] != (request.height, request.width):
+    if out.shape[1::-1] != size:
         log.info("resizing the engine's %dx%d result to %dx%d", out.shape[1], out.shape[0],
-                 request.width, request.height)
-    out = resize_array(out, (request.width, request.height))  # in float: no 8-bit step
-    data = pixels.assemble(request, out, rgb, alpha)
+                 *size)
+    out = resize_array(out, size)  # in float: no 8-bit step
+    if request.preview:
+        message = {"type": "result", "width": size[0], "height": size[1], "channels": 3,
+                   "format": "u8"}
+        data = pixels.encode(out, "u8").tobytes()
+    else:
+        message = {"type": "result", "width": request.width, "height": request.height,
+                   "channels": request.channels, "format": request.result_format}
+        data = pixels.assemble(request, out, rgb, alpha)
     if session.last_progress["phase"] != "finishing":
         session.progress(force=True, phase="finishing", fraction=1.0, eta_s=0.0,
                          elapsed_s=time.monotonic() - t0)
-    return data
+    return message, data
 
 
 def serve(reader, writer) -> int:
@@ -326,9 +406,7 @@ def _serve(reader, session: Session) -> int:
             session._final(answer_estimate(request))
             return 0
         session.watch_input(reader)
-        data = run_job(request, session)
-        message = {"type": "result", "width": request.width, "height": request.height,
-                   "channels": request.channels, "format": request.result_format}
+        message, data = run_job(request, session)
         if not session.send_result(message, data):
             if session.stop.is_set():
                 raise session.cancelled()

@@ -1,10 +1,10 @@
 """Generated plug-in messages for fuzzing the request parser (tests/test_fuzz.py, bench/fuzz.py).
 
 `messages()` draws the bytes a plug-in (or anything else) might write to the core's stdin: valid
-requests and estimates, the same with one field replaced by arbitrary JSON, removed, or joined by
-an unknown one, wrong payload lengths, deep nesting, huge numbers and raw garbage. `outcome()`
-feeds one to the parser and names what happened: "ok", a typed error kind, or "crash" (any other
-exception: a bug)."""
+requests (styles as files and as pixels, previews) and estimates, the same with one field
+replaced by arbitrary JSON, removed, or joined by an unknown one, wrong payload lengths, deep
+nesting, huge numbers and raw garbage. `outcome()` feeds one to the parser and names what
+happened: "ok", a typed error kind, or "crash" (any other exception: a bug)."""
 
 from __future__ import annotations
 
@@ -42,12 +42,32 @@ good_option_values = {
 
 
 @st.composite
+def style_entry(draw) -> dict:
+    """One "styles" entry: an image file's size, or samples (with or without their "size")."""
+    name = draw(st.text(max_size=10))
+    if draw(st.booleans()):
+        return {"name": name, "size": draw(st.integers(1, 64))}
+    w, h = (draw(st.integers(protocol.MIN_STYLE_SIDE, 24)) for _ in "wh")
+    c, f = draw(st.integers(1, 4)), draw(st.sampled_from(FORMATS))
+    entry = {"name": name, "width": w, "height": h, "channels": c, "format": f}
+    if draw(st.booleans()):
+        entry["size"] = w * h * c * protocol.SAMPLE_BYTES[f]
+    return entry
+
+
+def style_bytes(entry: dict) -> int:
+    if "format" not in entry:
+        return entry["size"]
+    return (entry["width"] * entry["height"] * entry["channels"]
+            * protocol.SAMPLE_BYTES[entry["format"]])
+
+
+@st.composite
 def valid_request(draw) -> tuple[dict, int]:
     """A well-formed request header and the payload length it needs."""
     width, height = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     channels, fmt = draw(st.integers(1, 4)), draw(st.sampled_from(FORMATS))
-    styles = [{"name": draw(st.text(max_size=10)), "size": draw(st.integers(1, 64))}
-              for _ in range(draw(st.integers(1, 3)))]
+    styles = draw(st.lists(style_entry(), min_size=1, max_size=3))
     mask = draw(st.one_of(st.none(), st.builds(
         lambda f: {"width": width, "height": height, "format": f}, st.sampled_from(FORMATS))))
     options = draw(st.fixed_dictionaries({}, optional=good_option_values))
@@ -58,8 +78,11 @@ def valid_request(draw) -> tuple[dict, int]:
               "result": {"format": draw(st.sampled_from(FORMATS))}}
     if draw(st.booleans()):
         header["auto_seconds"] = draw(st.floats(1, 1000))
+    if draw(st.booleans()):
+        header["preview"] = draw(st.one_of(st.none(), st.just({}), st.builds(
+            lambda s: {"size": s}, st.integers(*protocol.PREVIEW_SIZES))))
     size = (width * height * channels * protocol.SAMPLE_BYTES[fmt]
-            + sum(s["size"] for s in styles)
+            + sum(map(style_bytes, styles))
             + (width * height * protocol.SAMPLE_BYTES[mask["format"]] if mask else 0))
     header["payload"] = size
     return header, size

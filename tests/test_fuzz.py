@@ -35,7 +35,9 @@ def test_valid_requests_parse_and_account_for_every_payload_byte(drawn):
     request = protocol.read_request(io.BytesIO(data))
     assert request.payload_bytes == size
     assert len(request.content) == request.content_bytes
-    assert [len(d) for d in request.style_data] == [s for _, s in request.styles]
+    assert [len(d) for d in request.style_data] == [s.size for s in request.styles]
+    assert request.preview in (None, *range(protocol.PREVIEW_SIZES[0],
+                                            protocol.PREVIEW_SIZES[1] + 1))
 
 
 @FUZZ

@@ -10,12 +10,22 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from nst_core import protocol
-from nst_core.errors import NSTError, ProtocolError
+from nst_core import images, pixels, protocol
+from nst_core.errors import ImageError, NSTError, ProtocolError
 
-from .worker_client import ROOT, WORKER, Worker, gradient, request, run_worker, to_samples
+from .worker_client import (
+    ROOT,
+    WORKER,
+    Worker,
+    gradient,
+    pixel_style,
+    request,
+    run_worker,
+    to_samples,
+)
 
 # -- protocol.py itself --------------------------------------------------------------------------
 
@@ -300,3 +310,116 @@ def test_deep_nesting_huge_numbers_and_bad_bytes_are_bad_requests(line):
 def test_the_worker_answers_a_list_for_a_string_with_bad_request(tmp_path):
     w = run_worker(tmp_path, _header_with(content__format=["u8"]))
     assert_one_error(w, "bad_request", "format")
+
+
+# -- styles sent as pixels -----------------------------------------------------------------------
+
+
+def _pixel_request(*styles, preview=None) -> bytes:
+    return request(CONTENT, W, H, 3, "u8", styles=list(styles), preview=preview)
+
+
+@pytest.mark.parametrize("channels, fmt", [(1, "u8"), (2, "u16"), (3, "f32"), (4, "u16")])
+def test_a_style_as_pixels_is_read_with_its_samples(channels, fmt):
+    """A layer sent as samples, beside a style file: each gets its own bytes of the payload."""
+    layer = pixel_style("Layer 1", gradient(24, 18, channels, fmt), fmt)
+    parsed = protocol.read_request(io.BytesIO(_pixel_request(("starry.png", b"png bytes"),
+                                                             layer)))
+    file_style, pixel = parsed.styles
+    assert not file_style.is_pixels and parsed.style_data[0] == b"png bytes"
+    assert pixel.is_pixels and (pixel.width, pixel.height, pixel.channels, pixel.format) == (
+        24, 18, channels, fmt)
+    assert parsed.style_data[1] == layer[1]
+    assert "'Layer 1' (24x18" in parsed.summary()
+
+
+def test_a_tiny_style_layer_is_one_bad_image_error_naming_it():
+    layer = pixel_style("Thumbnail", gradient(4, 4, 3, "u8"), "u8")
+    with pytest.raises(ImageError, match="'Thumbnail' is 4x4 pixels; it needs at least 16x16"):
+        protocol.read_request(io.BytesIO(_pixel_request(layer)))
+    assert protocol.MIN_STYLE_SIDE == images.MIN_SIDE
+
+
+@pytest.mark.parametrize("change, kind, words", [
+    ({"size": 1}, "bad_request", "declares a size of 1"),
+    ({"size": True}, "bad_request", "declares a size of True"),
+    ({"format": "u32"}, "bad_request", '"format"'),
+    ({"channels": 5}, "bad_request", '"channels"'),
+    ({"width": 0}, "bad_request", '"width"'),
+    ({"width": protocol.MAX_SIDE + 1}, "too_large", '"width"'),
+    ({"width": 20000, "height": 20000, "channels": 4, "format": "f32"}, "too_large",
+     "over the limit"),
+    ({"depth": 8}, "bad_request", "'depth'"),
+])
+def test_a_bad_pixel_style_description_is_one_error_naming_the_style(change, kind, words):
+    entry, data = pixel_style("Layer 1", gradient(20, 20, 3, "u8"), "u8")
+    with pytest.raises(NSTError) as caught:
+        protocol.read_request(io.BytesIO(_pixel_request((dict(entry, **change), data))))
+    assert caught.value.kind == kind, caught.value.message
+    assert words in caught.value.message and "Layer 1" in caught.value.message
+
+
+def test_a_pixel_style_lacking_a_field_names_the_field():
+    entry, data = pixel_style("Layer 1", gradient(20, 20, 3, "u8"), "u8")
+    del entry["format"]
+    with pytest.raises(ProtocolError, match="'Layer 1' lacks \"format\""):
+        protocol.read_request(io.BytesIO(_pixel_request((entry, data))))
+
+
+def test_a_pixel_style_whose_bytes_do_not_add_up_is_a_bad_request(tmp_path):
+    """The payload is one byte short of what the samples need: named before any work."""
+    entry, data = pixel_style("Layer 1", gradient(20, 20, 4, "u16"), "u16")
+    w = run_worker(tmp_path, _pixel_request((entry, data[:-1])))
+    assert_one_error(w, "bad_request", "payload", str(len(CONTENT) + len(data)))
+
+
+def test_the_worker_refuses_a_tiny_style_layer_before_any_work(tmp_path):
+    w = run_worker(tmp_path, _pixel_request(pixel_style("Layer 7", gradient(4, 4, 4, "f32"),
+                                                        "f32")))
+    assert_one_error(w, "bad_image", "'Layer 7'", "4x4")
+    assert w.proc.returncode == ImageError.exit_code
+    assert "stylizing" not in w.log_text()
+
+
+@pytest.mark.parametrize("fmt", ["u8", "u16", "f32"])
+def test_pixel_styles_convert_like_the_content_with_alpha_over_white(fmt):
+    """Grey becomes RGB, 16 bits keep their levels, transparent pixels become white (as a style
+    file's), half-transparent ones half way to white."""
+    values = gradient(20, 16, 2, fmt)
+    values[0, 0, 1], values[0, 1, 1], values[0, 2, 1] = 0.0, 0.5, 1.0
+    parsed = protocol.read_request(io.BytesIO(_pixel_request(pixel_style("grey", values, fmt))))
+    rgb = pixels.style_rgb(parsed.styles[0], parsed.style_data[0])
+    assert rgb.shape == (16, 20, 3) and rgb.dtype == np.float32
+    assert (rgb[..., 0] == rgb[..., 2]).all()
+    grey = values[..., 0]
+    tolerance = {"u8": 1 / 255, "u16": 1 / 65535, "f32": 1e-6}[fmt]
+    assert rgb[0, 0, 0] == 1.0
+    assert abs(rgb[0, 1, 0] - (grey[0, 1] * 0.5 + 0.5)) <= tolerance
+    assert abs(rgb[0, 2, 0] - grey[0, 2]) <= tolerance
+    if fmt == "u16":
+        assert len(np.unique(rgb)) > 256  # not through 8 bits
+
+
+# -- previews ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preview, size", [(None, None), ({}, protocol.PREVIEW_SIZE),
+                                           ({"size": 64}, 64), ({"size": 512}, 512)])
+def test_a_preview_is_read_with_its_size(preview, size):
+    data = _pixel_request(("starry.png", b"png"), preview=preview)
+    parsed = protocol.read_request(io.BytesIO(data))
+    assert parsed.preview == size
+    assert ("preview of" in parsed.summary()) == (size is not None)
+
+
+@pytest.mark.parametrize("preview, words", [
+    ({"size": 32}, '"size" must be a whole number from 64 to 512'),
+    ({"size": 2048}, "over the limit of 512"),
+    ({"size": "256"}, '"size"'),
+    ({"width": 256}, "'width'"),
+    (256, '"preview" must be a JSON object'),
+])
+def test_a_bad_preview_is_one_bad_request_naming_it(preview, words):
+    with pytest.raises(ProtocolError) as caught:
+        protocol.read_request(io.BytesIO(_pixel_request(("s.png", b"png"), preview=preview)))
+    assert words in caught.value.message and "preview" in caught.value.message

@@ -57,23 +57,41 @@ def to_samples(values: np.ndarray, fmt: str) -> bytes:
     return np.round(np.clip(values, 0, 1) * FULL[fmt]).astype(DTYPES[fmt]).tobytes()
 
 
+def pixel_style(name: str, values: np.ndarray, fmt: str) -> tuple[dict, bytes]:
+    """A style sent as samples (HxWxC floats in 0..1): its "styles" entry and its bytes."""
+    h, w, c = values.shape
+    return {"name": name, "width": w, "height": h, "channels": c, "format": fmt}, \
+        to_samples(values, fmt)
+
+
+def style_values(size: int = 64, seed: int = 1) -> np.ndarray:
+    """style_png()'s pixels as floats in 0..1 (HxWx3)."""
+    return np.asarray(Image.open(io.BytesIO(style_png(size, seed))), dtype=np.float64) / 255
+
+
 def from_samples(data: bytes, fmt: str, height: int, width: int, channels: int) -> np.ndarray:
     return np.frombuffer(data, dtype=DTYPES[fmt]).reshape(height, width, channels)
 
 
 def request(content: bytes, width: int, height: int, channels: int, fmt: str, *,
             styles=None, mask: bytes | None = None, mask_format: str = "u8",
-            options=None, result_format: str | None = None, header=None) -> bytes:
-    """A whole request (header line + payload) as bytes; `header` replaces header fields."""
+            options=None, result_format: str | None = None, preview=None,
+            header=None) -> bytes:
+    """A whole request (header line + payload) as bytes; `header` replaces header fields.
+    styles: (file name, file bytes) or (a "styles" entry, its bytes), e.g. pixel_style()'s.
+    preview: the request's "preview" object (e.g. {"size": 64})."""
     styles = [("style.png", style_png())] if styles is None else styles
     overrides = header or {}
     header = {"type": "request", "protocol": protocol.VERSION,
               "options": dict(FAST if options is None else options),
               "content": {"width": width, "height": height, "channels": channels, "format": fmt},
-              "styles": [{"name": name, "size": len(data)} for name, data in styles],
+              "styles": [entry if isinstance(entry, dict) else {"name": entry, "size": len(data)}
+                         for entry, data in styles],
               "mask": None if mask is None else {"width": width, "height": height,
                                                  "format": mask_format},
               "result": {"format": result_format or fmt}}
+    if preview is not None:
+        header["preview"] = preview
     payload = content + b"".join(data for _, data in styles) + (mask or b"")
     header["payload"] = len(payload)
     header.update(overrides)
