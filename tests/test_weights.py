@@ -11,11 +11,11 @@ from nst_core import weights
 from nst_core.errors import WeightsError
 
 
-def write_keras_like_h5(path, channels=2):
+def write_keras_like_h5(path, channels=2, model="vgg19"):
     """The Keras layout (blockB_convK/blockB_convK_W_1:0, HWIO) with tiny channel counts."""
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as f:
-        for name in weights.conv_names():
+        for name in weights.conv_names(model):
             g = f.create_group(name)
             g[f"{name}_W_1:0"] = rng.standard_normal((3, 3, channels, channels + 1), np.float32)
             g[f"{name}_b_1:0"] = rng.standard_normal(channels + 1).astype(np.float32)
