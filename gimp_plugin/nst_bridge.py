@@ -6,8 +6,10 @@ Python has no torch. The core is a separate process (`python -m nst_core.worker`
 its stdin/stdout with the wire format of nst_core/protocol.py; its stderr goes to a new log file
 per run in this user's private folder, <tempdir>/neural-style-gimp-<uid>/ (see log_dir).
 
-    result = nst_bridge.run(options, content, [style_path], mask=None,
+    result = nst_bridge.run(options, content, [style_path, style_pixels], mask=None,
                             on_progress=callback, should_cancel=callback)
+
+The options, their defaults and limits are nst_options.py's table (beside this file).
 
 Every failure is one BridgeError with a readable message that ends with the log file's path:
 bad input before anything starts, and anything the core sends that is not the protocol.
@@ -36,16 +38,24 @@ try:
 except ImportError:  # Python 2
     import Queue as queue  # novm
 
-PRESETS = ("draft", "standard", "high", "classic")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+try:
+    import nst_options
+except ImportError:  # imported as gimp_plugin.nst_bridge (the tests)
+    from . import nst_options
+
+PRESETS = nst_options.choice_values("preset")
+DEVICES = nst_options.choice_values("device")
 # size_mode: what the painting is computed at (the result always covers the layer): "auto" = the
 # layer's own size where that takes at most AUTO_SECONDS on this machine, else the largest size
 # that does; "layer" = the layer's own size; "custom" = `size` px (long side).
-SIZE_MODES = ("auto", "layer", "custom")
+SIZE_MODES = nst_options.choice_values("size_mode")
 AUTO_SECONDS = 180
-MAX_SIZE = 16384
-DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
-                preserve_colors=False, device="auto", seed=0, style_scale=1.0, max_memory=0.0)
+MAX_SIZE = nst_options.MAX_SIZE
+# The options sent to the core, with the plug-ins' defaults.
+DEFAULTS = dict((o.name, o.default) for o in nst_options.OPTIONS if o.core)
+# The plug-ins' own arguments that are not core options (the styles and their weights).
+_STYLE_ARGUMENTS = tuple(o.name for o in nst_options.OPTIONS if not o.core)
+_WORDS = tuple(o.name for o in nst_options.OPTIONS if o.kind == "choice")
 CONFIG_NAME = "nst-core.json"
 ENV_COMMAND = "NST_CORE_COMMAND"
 PROTOCOL = 1
@@ -179,9 +189,12 @@ def core_options(options):
     names the plug-ins do not know are passed through for the core to check."""
     values = dict(DEFAULTS, size_mode="custom")  # a script that gives only a size gets it
     values.update(options or {})
+    if "preserve_colors" in values:  # the earlier option, still taken from scripts
+        if values.pop("preserve_colors") and values["colors"] == "style":
+            values["colors"] = "luminance"
     out = {}
     for name, value in values.items():
-        if name == "size_mode":
+        if name == "size_mode" or name in _STYLE_ARGUMENTS:  # run() sends the styles
             continue
         try:
             if name == "size":
@@ -193,16 +206,40 @@ def core_options(options):
                 out[name] = float(value)
             elif name in ("seed",):
                 out[name] = int(value)
-            elif name == "preserve_colors":
-                out[name] = bool(value)
-            elif name in ("preset", "device"):
+            elif name in _WORDS:
                 out[name] = str(value)
             else:
                 out[name] = value
         except (TypeError, ValueError, OverflowError):  # the core checks ranges; types here
             raise BridgeError("bad_option", "The option %s=%s is not a %s." % (
-                name, _brief(value), "word" if name in ("preset", "device") else "number"))
+                name, _brief(value), "word" if name in _WORDS else "number"))
     return out
+
+
+def style_blend(weights, count):
+    """The core's style_blend for `count` styles from the plug-ins' style weights: text such as
+    "2, 1" (commas or spaces) or a list of numbers; None when none are given (all the same)."""
+    if isinstance(weights, _TEXT):
+        weights = weights.replace(",", " ").replace(";", " ").split()
+    if not weights:
+        return None
+    shown = ", ".join(_text(w) if isinstance(w, _TEXT) else repr(w) for w in weights)
+    try:
+        blend = [float(w) for w in weights]
+    except (TypeError, ValueError, OverflowError):
+        blend = None
+    if blend is None or not all(0 <= w < float("inf") for w in blend):
+        raise BridgeError("bad_option", u"The style weights \"%s\" are not all numbers of 0 or "
+                          u"more: give one per style, e.g. \"2, 1\"." % _printable(shown, 80))
+    if len(blend) != count:
+        raise BridgeError("bad_option", u"The style weights \"%s\" are %d weight(s) for %d "
+                          u"style(s): give one per style, in order (style image, 2, 3, then the "
+                          u"open layer), or none for all the same."
+                          % (_printable(shown, 80), len(blend), count))
+    if not sum(blend) > 0:
+        raise BridgeError("bad_option", "The style weights are all zero: give at least one style "
+                          "a weight above 0.")
+    return blend
 
 
 def _image_bytes(image, what, channels=None):
@@ -228,18 +265,25 @@ def _image_bytes(image, what, channels=None):
 
 
 def _read_styles(style_paths):
-    if isinstance(style_paths, _TEXT):
+    """The request's "styles" entries and their bytes. A style is a file's path (its bytes are
+    sent) or pixels like the content's, dict(width, height, channels, format, data, name)."""
+    if isinstance(style_paths, _TEXT) or isinstance(style_paths, dict):
         style_paths = [style_paths]
     style_paths = [p for p in (style_paths or []) if p]
     if not style_paths:
         raise BridgeError("bad_image", "Choose a style image (a painting or a photo whose look "
                                        "the layer should take).")
     styles, blobs = [], []
-    for path in style_paths:
-        data = _read_style(path)
+    for style in style_paths:
+        if isinstance(style, dict):
+            entry, data = _image_bytes(style, "style layer's pixel data")
+            name = style.get("name") or u"style layer"
+        else:
+            data = _read_style(style)
+            entry, name = {"size": len(data)}, os.path.basename(style)
         # The name only labels the core's messages: text that any JSON reader can take.
-        name = _text(os.path.basename(path)).encode("utf-8", "replace").decode("utf-8")
-        styles.append({"name": name, "size": len(data)})
+        entry["name"] = _text(name).encode("utf-8", "replace").decode("utf-8")
+        styles.append(entry)
         blobs.append(data)
     return styles, blobs
 
@@ -692,10 +736,11 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
     """Stylise `content` with the core; returns dict(width, height, channels, format, data).
 
     options: plug-in values (see DEFAULTS; size_mode "auto": the core picks the largest size up
-    to the layer's own that takes at most AUTO_SECONDS); content: dict(width, height,
-    channels, format ("u8", "u16", "f32"), data); mask: None or dict(width, height, format,
-    data), one channel; on_progress(fraction, text) and should_cancel() are called from this
-    (the calling) thread. Raises BridgeError."""
+    to the layer's own that takes at most AUTO_SECONDS; style_weights: one per style, see
+    style_blend); content: dict(width, height, channels, format ("u8", "u16", "f32"), data);
+    style_paths: style image files and/or pixels like the content (plus an optional "name");
+    mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text)
+    and should_cancel() are called from this (the calling) thread. Raises BridgeError."""
     command = find_core_command(config_dir)
     content_info, content_data = _image_bytes(content, "layer's pixel data")
     result_format = result_format or content_info["format"]
@@ -710,6 +755,9 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
             raise BridgeError("bad_request", "The selection mask's size differs from the layer's.")
     styles, style_data = _read_styles(style_paths)
     opts = core_options(options)
+    blend = style_blend((options or {}).get("style_weights"), len(styles))
+    if blend is not None:
+        opts["style_blend"] = blend
     auto = (options or {}).get("size_mode") == "auto"
     _check_executable(command)
 
@@ -839,7 +887,8 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
             deadline = _monotonic() + EXIT_WAIT_S  # to close its output; then it is stopped
     code = _wait(proc, EXIT_WAIT_S)
     if answer is not None and answer["type"] == "error":
-        raise BridgeError(answer["kind"], _sentence(answer["message"]), log_path)
+        raise BridgeError(answer["kind"], _sentence(plugin_wording(answer["message"])),
+                          log_path)
     if answer is not None and code == 0:
         if answer["type"] == "estimate":
             return answer
@@ -849,6 +898,22 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
     raise BridgeError("core_crashed", "The neural style core %s %s%s." % (
         "answered, but then" if answer is not None else "gave no answer: it",
         _exit_description(code), (". Last log lines: " + tail) if tail else ""), log_path)
+
+
+# The core's advice names its command-line flags; a GIMP user has the dialog's fields instead.
+_DIALOG_WORDS = (
+    (u"Use --device cpu or auto", u"Choose Device: CPU or Automatic in the dialog"),
+    (u"--device cpu", u"Device: CPU in the dialog"),
+    (u"the --max-memory budget", u"the Memory limit"),
+    (u"raise --max-memory", u"raise the Memory limit in the dialog"),
+)
+
+
+def plugin_wording(text):
+    """The core's message with its command-line advice said in the dialog's words."""
+    for flag, words in _DIALOG_WORDS:
+        text = text.replace(flag, words)
+    return text
 
 
 def _sentence(text):

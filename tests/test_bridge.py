@@ -5,6 +5,7 @@ scripts standing in for a broken core)."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import shutil
@@ -33,29 +34,65 @@ from .worker_client import (
 BRIDGE = ROOT / "gimp_plugin" / "nst_bridge.py"
 sys.path.insert(0, str(BRIDGE.parent))
 import nst_bridge  # noqa: E402
+import nst_options  # noqa: E402
 
 CORE = [sys.executable, "-m", "nst_core.worker"]
 
 
-def test_plugin_choices_and_defaults_are_the_cores():
-    """GIMP's Python cannot import nst_core (no torch), so the bridge repeats what the plug-ins
-    show; this keeps it equal to the one definition in nst_core/options.py."""
-    from nst_core.options import DEVICES, PRESETS, Options
+OPTIONS_TABLE = BRIDGE.parent / "nst_options.py"
 
-    assert nst_bridge.PRESETS == tuple(PRESETS)
-    assert nst_bridge.DEVICES == DEVICES
-    defaults = Options()
-    for name, value in nst_bridge.DEFAULTS.items():
-        if name not in ("size_mode", "size", "max_memory"):  # the plug-ins' own size choices
-            assert getattr(defaults, name) == value, name
-    core = Options.from_dict(nst_bridge.core_options(nst_bridge.DEFAULTS))
-    assert core.size is None and core.max_memory is None  # auto: the layer's size, free memory
-    assert Options.from_dict(nst_bridge.core_options({"size": 0})).size is None
-    assert Options.from_dict(nst_bridge.core_options({"size": 640})).size == 640
-    assert Options.from_dict(nst_bridge.core_options(
+
+def test_the_plugin_table_agrees_with_the_cores_options():
+    """GIMP's Python cannot import nst_core (no torch), so the plug-ins' table repeats what the
+    dialogs offer; this keeps it equal to the one definition in nst_core/options.py: every
+    choice is the core's, every default the core's (or the plug-ins' documented own), every
+    range inside what the core accepts."""
+    from nst_core import options as core
+
+    defaults = core.Options()
+    choices = {"preset": tuple(core.PRESETS), "device": core.DEVICES, "colors": core.COLORS,
+               "model": core.MODELS, "style_loss": core.STYLE_LOSSES}
+    sent = {o.name for o in nst_options.OPTIONS if o.core} - {"size_mode"}
+    assert sent <= {f.name for f in dataclasses.fields(core.Options)}
+    for o in nst_options.OPTIONS:
+        if o.kind == "choice" and o.name != "size_mode":
+            assert o.values == choices[o.name], o.name
+        if o.core and o.name not in ("size_mode", "size", "max_memory"):
+            assert getattr(defaults, o.name) == o.default, o.name
+    assert nst_options.BY_NAME["size"].high == core.MAX_SIZE
+    assert nst_options.BY_NAME["style_scale"].high == core.MAX_STYLE_SCALE
+    assert nst_options.MAX_SEED <= core.MAX_SEED
+    # Every value a dialog can give is one the core takes (0: "automatic", sent as None).
+    for o in nst_options.OPTIONS:
+        if o.core and o.kind in ("int", "float"):
+            for value in (o.low, o.high, o.default):
+                core.Options.from_dict(nst_bridge.core_options({o.name: value}))
+    core_defaults = core.Options.from_dict(nst_bridge.core_options(nst_bridge.DEFAULTS))
+    assert core_defaults.size is None and core_defaults.max_memory is None  # auto: layer, free
+    assert core.Options.from_dict(nst_bridge.core_options({"size": 640})).size == 640
+    assert core.Options.from_dict(nst_bridge.core_options(
         {"size_mode": "layer", "size": 640})).size is None
     assert nst_bridge.SIZE_MODES[0] == nst_bridge.DEFAULTS["size_mode"] == "auto"
-    assert nst_bridge.MAX_SIZE == 16384  # Options' own limit
+    assert (nst_bridge.PRESETS, nst_bridge.DEVICES) == (choices["preset"], choices["device"])
+
+
+def test_every_preset_says_what_it_costs():
+    for value, _label, help_text in nst_options.BY_NAME["preset"].choices:
+        assert "time" in help_text or " s " in help_text, value
+
+
+def test_mnemonics_are_unique_and_clear_of_the_dialogs_buttons():
+    """GIMP 3 prints a warning for two fields with one Alt+letter (Style _strength and _Save
+    Settings shared Alt+S), and the keyboard reaches only one of them."""
+    letters = []
+    for o in nst_options.for_gimp(3):
+        assert o.label.count("_") == 1, o.label
+        letters.append(o.label[o.label.index("_") + 1].lower())
+    assert len(set(letters)) == len(letters), letters
+    assert not set(letters) & set(nst_options.BUTTON_MNEMONICS)
+    for o in nst_options.OPTIONS:  # GIMP's own words are US English
+        text = " ".join([o.label, o.label2, o.help] + [" ".join(c[1:]) for c in o.choices])
+        assert "colour" not in text.lower() and "grey" not in text.lower(), o.name
 
 
 @pytest.fixture(autouse=True)
@@ -116,20 +153,20 @@ def assert_names_log(error, tmp_path) -> Path:
 
 def test_vermin_says_python_27_and_38():
     vermin = Path(sys.executable).parent / "vermin"
-    done = subprocess.run([str(vermin), "-t=2.7-", "-t=3.8-", "--no-tips", str(BRIDGE)],
-                          capture_output=True, text=True)
+    done = subprocess.run([str(vermin), "-t=2.7-", "-t=3.8-", "--no-tips", str(BRIDGE),
+                           str(OPTIONS_TABLE)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_stdlib_only_and_no_nst_core():
-    tree = ast.parse(BRIDGE.read_text())
     modules = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module.split(".")[0])
-    modules -= {"__future__", "Queue"}  # Python 2's name of queue
+    for path in (BRIDGE, OPTIONS_TABLE):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules.add(node.module.split(".")[0])
+    modules -= {"__future__", "Queue", "nst_options"}  # Python 2's name of queue; the table
     assert modules <= sys.stdlib_module_names, modules - sys.stdlib_module_names
     done = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import nst_bridge;"
@@ -358,9 +395,14 @@ def test_core_found_on_path_but_failing_to_start(tmp_path, monkeypatch):
 
 def test_plugin_options_map_to_core_options():
     assert nst_bridge.core_options({"size": 0, "strength": 2, "preserve_colors": 1,
-                                    "seed": 7.0, "iterations": 3}) == {
-        "preset": "standard", "size": None, "strength": 2.0, "preserve_colors": True,
-        "device": "auto", "seed": 7, "iterations": 3, "style_scale": 1.0, "max_memory": None}
+                                    "seed": 7.0, "iterations": 3, "style_weights": "2, 1",
+                                    "style_file": "a.png"}) == {
+        "preset": "standard", "size": None, "strength": 2.0, "colors": "luminance",
+        "model": "vgg19", "style_loss": "gram", "device": "auto", "seed": 7, "iterations": 3,
+        "style_scale": 1.0, "max_memory": None}
+    assert nst_bridge.core_options({"colors": "histogram", "model": "vgg16",
+                                    "style_loss": "w2"})["colors"] == "histogram"
+    assert nst_bridge.core_options({"preserve_colors": False})["colors"] == "style"
     assert nst_bridge.core_options({})["size"] == 1024  # a script's custom size
     assert nst_bridge.core_options({"size_mode": "auto", "max_memory": 2})["size"] is None
     assert nst_bridge.core_options({"max_memory": 2})["max_memory"] == 2.0
@@ -991,3 +1033,101 @@ def test_a_core_that_cannot_estimate_is_one_bridge_error(tmp_path):
     with pytest.raises(nst_bridge.BridgeError) as e:
         nst_bridge.estimate({}, 800, 600, config_dir=fake_core(tmp_path, script))
     assert e.value.kind == "weights" and "No weights" in e.value.message
+
+
+# -- several styles, pixels as a style, the dialog's words ---------------------------------------
+
+# A core that writes the request it got (header, and the payload's parts as hex digests) to the
+# file named in its argv, then answers with an error: what the bridge sent, byte for byte.
+RECORDER = r"""
+import hashlib, json, sys
+line = sys.stdin.buffer.readline()
+header = json.loads(line)
+data = sys.stdin.buffer.read(header["payload"])
+json.dump({"header": header, "payload": data.hex()}, open(sys.argv[1], "w"))
+sys.stdout.write(json.dumps({"type": "error", "kind": "bad_image", "message": "recorded"}) + "\n")
+"""
+
+
+def recorded_request(tmp_path, options, styles, c=None):
+    record = tmp_path / "request.json"
+    folder = core_config(tmp_path, [sys.executable, "-c", RECORDER, str(record)])
+    with pytest.raises(nst_bridge.BridgeError, match="Recorded"):
+        nst_bridge.run(options, c or content(), styles, config_dir=folder)
+    got = json.loads(record.read_text())
+    return got["header"], bytes.fromhex(got["payload"])
+
+
+def test_a_layer_is_sent_as_pixels_after_the_files_with_the_weights(tmp_path):
+    """Style files and a style layer's pixels in the agreed wire format: each style's entry in
+    order, its bytes in the same order after the content's, and one blend weight per style."""
+    path = style_file(tmp_path)
+    c = content(8, 6, 4, "u8")
+    layer = dict(width=5, height=3, channels=2, format="u16", data=bytes(range(60)),
+                 name="Brush strokes")
+    header, payload = recorded_request(tmp_path, {"style_weights": "2, 1"}, [path, layer], c)
+    file_bytes = Path(path).read_bytes()
+    assert header["styles"] == [
+        {"name": "starry.png", "size": len(file_bytes)},
+        {"name": "Brush strokes", "width": 5, "height": 3, "channels": 2, "format": "u16"}]
+    assert header["options"]["style_blend"] == [2.0, 1.0]
+    assert "style_weights" not in header["options"]
+    assert payload == c["data"] + file_bytes + layer["data"]
+    assert header["payload"] == len(payload)
+
+
+def test_without_weights_the_styles_count_the_same(tmp_path):
+    header, _ = recorded_request(tmp_path, {"style_weights": "  "}, [style_file(tmp_path)])
+    assert "style_blend" not in header["options"]
+
+
+def test_style_pixels_of_the_wrong_length_are_one_error(tmp_path):
+    layer = dict(width=5, height=3, channels=4, format="u8", data=b"\0" * 59)
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({}, content(), [layer], config_dir=core_config(tmp_path, CORE))
+    assert e.value.kind == "bad_request" and "style layer's pixel data" in e.value.message
+    assert "holds 59 bytes" in e.value.message
+    assert logs(tmp_path) == []  # nothing was started
+
+
+@pytest.mark.parametrize("weights, count, words", [
+    ("2, 1, 1", 2, "3 weight(s) for 2 style(s)"),
+    ([1.0], 2, "1 weight(s) for 2 style(s)"),
+    ("0, 0", 2, "all zero"),
+    ("2, strong", 2, "not all numbers"),
+    ("1, -1", 2, "not all numbers of 0 or more"),
+    ("nan, 1", 2, "not all numbers"),
+])
+def test_bad_style_weights_are_one_error_before_anything_starts(tmp_path, weights, count, words):
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.style_blend(weights, count)
+    assert e.value.kind == "bad_option" and words in e.value.message
+    styles = [style_file(tmp_path)] * count
+    with pytest.raises(nst_bridge.BridgeError, match="style weights"):
+        nst_bridge.run({"style_weights": weights}, content(), styles,
+                       config_dir=core_config(tmp_path, CORE))
+    assert logs(tmp_path) == []
+
+
+def test_style_weights_are_read_with_commas_or_spaces():
+    assert nst_bridge.style_blend("2, 1", 2) == [2.0, 1.0]
+    assert nst_bridge.style_blend("0.5 1;3", 3) == [0.5, 1.0, 3.0]
+    assert nst_bridge.style_blend([0, 1], 2) == [0.0, 1.0]
+    assert nst_bridge.style_blend("", 3) is None and nst_bridge.style_blend(None, 1) is None
+
+
+def test_device_advice_is_in_the_dialogs_words(tmp_path):
+    """The core tells a CLI user "Use --device cpu"; a GIMP user has a Device field."""
+    message = ("device 'cuda' asked for, but this torch 2.13.0 is a CPU-only build. Use "
+               "--device cpu or auto, or install a CUDA build.")
+    script = ("import json, sys\nsys.stdin.readline()\n"
+              "sys.stdout.write(json.dumps({'type': 'error', 'kind': 'device', "
+              f"'message': {message!r}}}) + '\\n')\n")
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.run({"device": "cuda"}, content(), [style_file(tmp_path)],
+                       config_dir=fake_core(tmp_path, script))
+    assert e.value.kind == "device"
+    assert "--device" not in e.value.message
+    assert "Choose Device: CPU or Automatic in the dialog" in e.value.message
+    assert "free some memory or raise the Memory limit in the dialog" == nst_bridge.plugin_wording(
+        "free some memory or raise --max-memory")

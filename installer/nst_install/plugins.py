@@ -1,7 +1,7 @@
 """Copying the plug-ins into each GIMP: GIMP 3 gets plug-ins/neural-style/, GIMP 2.10
-plug-ins/neural_style_gimp2/, each with nst_bridge.py and nst-core.json (the command that starts
-the core). A file of someone else's at one of our names is moved aside (NAME.nst-backup) and put
-back by --uninstall; nothing else in the plug-ins folders is touched."""
+plug-ins/neural_style_gimp2/, each with nst_bridge.py, nst_options.py and nst-core.json (the
+command that starts the core). A file of someone else's at one of our names is moved aside
+(NAME.nst-backup) and put back by --uninstall; nothing else in the plug-ins folders is touched."""
 from __future__ import annotations
 
 import json
@@ -25,16 +25,17 @@ def plugin_folder(t: Target) -> str:
 def plugin_sources(source: str, t: Target) -> list[tuple[str, str, int]]:
     """(file in the checkout, name in the plug-in folder, mode) for one GIMP."""
     gp = os.path.join(source, "gimp_plugin")
-    bridge = (os.path.join(gp, "nst_bridge.py"), "nst_bridge.py", 0o644)
+    # The bridge and the options table it and both plug-ins are built from.
+    bridge = [(os.path.join(gp, n), n, 0o644) for n in ("nst_bridge.py", "nst_options.py")]
     if t.gimp2:
-        return [(os.path.join(gp, "neural_style_gimp2.py"), "neural_style_gimp2.py", 0o755),
-                bridge]
+        return [(os.path.join(gp, "neural_style_gimp2.py"), "neural_style_gimp2.py", 0o755)] \
+            + bridge
     folder = os.path.join(gp, "neural-style")
     main = (os.path.join(folder, "neural-style.py"), "neural-style.py", 0o755)
     extra = [(os.path.join(folder, n), n, 0o644) for n in listdir(folder)
              if n != "neural-style.py" and not n.endswith((".pyc", ".pyo"))
              and not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
-    return [main] + extra + [bridge]
+    return [main] + extra + bridge
 
 
 def core_command(python: str, t: Target) -> list[str]:
