@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "installer"))
 
-from nst_install import TMP_MARK, actions, cli, gimp, installation  # noqa: E402
+from nst_install import TMP_MARK, actions, cli, gimp, installation, torch_build  # noqa: E402
 from nst_install.actions import Actions  # noqa: E402
 from nst_install.errors import EXIT_ERROR, EXIT_LEFTOVER, EXIT_USAGE, InstallError  # noqa: E402
 from nst_install.files import write_atomic  # noqa: E402
@@ -270,6 +271,68 @@ def test_keep_going_actions_note_a_failure_and_carry_on(tmp_path):
     assert len(act.failed) == 1 and str(tmp_path / "missing") in act.failed[0]
 
 
+def test_a_dry_install_changes_nothing_and_runs_only_read_only_probes(tmp_path, home,
+                                                                      quiet_system, capsys,
+                                                                      monkeypatch):
+    """The whole flow (environment, PyTorch, core, plug-ins, weights) in a dry run."""
+    (home / ".config/GIMP/3.0/plug-ins").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    ran, real_popen = [], subprocess.Popen
+
+    def recording(cmd, *a, **k):
+        ran.append(cmd)
+        return real_popen(cmd, *a, **k)
+
+    def no_network(url, *a, **k):
+        raise AssertionError(f"a dry run asked {url}")
+
+    monkeypatch.setattr(subprocess, "Popen", recording)
+    monkeypatch.setattr(torch_build, "reachable", no_network)
+    code = run_main("--home", str(home), "--dry-run")
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert snapshot(tmp_path) == before
+    # Only the base Python was asked its version; venv, pip and the weights were only said.
+    assert ran == [[sys.executable, "-c", "import sys; print(sys.version_info[:3])"]]
+    for words in ("would create a Python", "would install PyTorch", "would install the core",
+                  "would write", "would fetch and verify the weights"):
+        assert words in out
+
+
+def test_a_dry_uninstall_changes_nothing_and_says_what_the_real_one_does(tmp_path, home,
+                                                                         quiet_system, capsys):
+    plugins = home / ".config/GIMP/3.0/plug-ins"
+    plugins.mkdir(parents=True)
+    assert run_main("--home", str(home), "--skip-env", "--skip-weights") == 0
+    data = home / ".local/share/neural-style-gimp"
+    # What a full install leaves: an environment, a marker, fetched weights, byte-code.
+    (data / "venv").mkdir()
+    (data / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (data / "weights.h5").write_bytes(b"w")
+    (tmp_path / "other-env").mkdir()
+    (tmp_path / "other-env" / "nst-install.json").write_text("{}")
+    (plugins / "neural-style" / "__pycache__").mkdir()
+    (plugins / "neural-style" / "__pycache__" / "nst_bridge.cpython-312.pyc").write_bytes(b"")
+    manifest = data / "install-manifest.json"
+    m = json.loads(manifest.read_text())
+    m.update(venvs_created=[str(data / "venv")], weights={"path": str(data / "weights.h5"),
+                                                          "fetched": True},
+             env_markers=[str(tmp_path / "other-env" / "nst-install.json")])
+    manifest.write_text(json.dumps(m))
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    assert run_main("--home", str(home), "--uninstall", "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert snapshot(tmp_path) == before
+    would = [line.split("would ", 1)[1] for line in dry.splitlines() if "[dry run]" in line]
+    assert run_main("--home", str(home), "--uninstall") == 0
+    done = [line[4:] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("    ") and not line.startswith("     ")]
+    assert would == done and f"remove the empty folder {data}" in would
+    assert not (home / ".local").exists() and not (plugins / "neural-style").exists()
+
+
 # -- bad command lines: one error before any work -------------------------------------------------
 
 
@@ -380,7 +443,7 @@ def test_uninstall_removes_exactly_the_manifest_and_keeps_the_users(tmp_path, ho
     manifest = home / ".local/share/neural-style-gimp/install-manifest.json"
     listed = set(json.loads(manifest.read_text())["files"])
     assert listed == {str(folder / n) for n in ("neural-style.py", "nst_bridge.py",
-                                               "nst-core.json")}
+                                               "nst_options.py", "nst-core.json")}
     capsys.readouterr()
 
     assert run_main("--home", str(home), "--uninstall") == 0

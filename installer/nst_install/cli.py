@@ -20,7 +20,7 @@ from .errors import (
     InstallError,
     space_message,
 )
-from .installation import drop_empty_journal, install
+from .installation import install
 from .uninstall import uninstall
 
 DESCRIPTION = ("Neural Style for GIMP: the one-command installer (any Python 3.8+, standard "
@@ -172,7 +172,7 @@ def say_what_is_left(ctx: Context) -> None:
                 "is installed. Run --uninstall again once the cause is fixed.")
         return
     try:
-        gone = drop_empty_journal(ctx)
+        gone = ctx.manifest.drop_if_empty()
     except OSError:
         gone = False
     if not gone and ctx.manifest.state == "installing":   # else: stopped before any change

@@ -28,13 +28,11 @@ class Context:
         self.venv = full_path(args.venv) if args.venv else self.default_venv
         self.source = full_path(args.source or os.path.dirname(os.path.dirname(script)))
         self.actions = Actions(args.dry_run, keep_going=args.uninstall)
+        # The dry run is decided here, by the actions object: the manifest is then never saved
+        # and the report says "would ...".
         self.manifest = Manifest(os.path.join(self.data_dir, MANIFEST_NAME),
-                                 read_only=args.dry_run)
-        self.report = Report(args.dry_run)
-
-    @property
-    def dry(self) -> bool:
-        return self.actions.dry
+                                 read_only=self.actions.dry)
+        self.report = Report(self.actions.dry)
 
     @property
     def venv_python(self) -> str:

@@ -129,7 +129,7 @@ class CoreEnvironment:
                                    f"{self.py}). Repair or remove it, or choose another place "
                                    "with --venv PATH.", EXIT_ENV)
             info = self.create_venv()
-            created_now = not self.actions.dry
+            created_now = True
         elif ours:
             self.manifest.add("venvs_created", venv)
         try:
@@ -139,12 +139,11 @@ class CoreEnvironment:
             # Roll back a failed fresh environment; after Ctrl-C it stays for the next run
             # to complete (it is only marked complete once the core imports).
             if created_now:
-                self.forget_venv(f"removing the environment this run created ({venv})")
+                self.forget_venv(f"remove the environment this run created ({venv})")
             raise
 
     def forget_venv(self, text: str) -> None:
-        say("    " + text)
-        shutil.rmtree(self.venv, ignore_errors=True)
+        self.actions.discard(self.venv, text)
         if self.venv in self.manifest.data["venvs_created"]:
             self.manifest.data["venvs_created"].remove(self.venv)
             self.manifest.save()
@@ -179,7 +178,7 @@ class CoreEnvironment:
         rc, tail = self.actions.run([base, "-m", "venv", self.venv],
                                     f"create a Python {version} environment")
         if rc != 0:
-            self.forget_venv(f"removing the half-made environment {self.venv}")
+            self.forget_venv(f"remove the half-made environment {self.venv}")
             text = "\n".join(tail)
             if classify(tail) == "space":
                 raise InstallError(space_message(os.path.dirname(self.venv), "the environment"),
@@ -193,9 +192,7 @@ class CoreEnvironment:
                                EXIT_ENV)
         self.report.did(f"created the core environment {self.venv}",
                         f"create the core environment {self.venv}")
-        if self.actions.dry:
-            return {"python": found}
-        return self.probe()
+        return self.actions.check(self.probe, planned={"python": found})
 
     def probe(self) -> dict:
         # -I: ignore PYTHONPATH and the current folder, so only what is installed counts.
@@ -244,12 +241,10 @@ class CoreEnvironment:
                             f"keep PyTorch {have} in the environment{extra}")
             return
         sources = torch_build.indexes(want, self.ctx.layout.platform, self.ctx.args.torch_index)
-        if self.actions.dry:   # the first source; whether it answers (and fits) is for the run
-            self.actions.run(self.pip_torch(sources[0]), "install PyTorch")
-            self.report.did(f"install PyTorch ({want} build)")
-            return
+        # Whether it fits, and whether a source answers, is for the real run (a dry run: the
+        # first source).
         need = torch_build.SPACE_NEEDED_GB[want]
-        gb = free_gb(self.venv)
+        gb = self.actions.check(free_gb, self.venv)
         if gb is not None and gb < need:
             raise InstallError(space_message(self.venv, "PyTorch", need), EXIT_ENV)
         if have:
@@ -258,7 +253,8 @@ class CoreEnvironment:
         failure = None
         for idx in sources:
             last = idx == sources[-1]
-            if idx and not last and not torch_build.reachable(idx):
+            if idx and not last and not self.actions.check(torch_build.reachable, idx,
+                                                           planned=True):
                 say(f"    {idx} cannot be reached: trying the next source")
                 continue
             rc, tail = self.actions.run(self.pip_torch(idx), "install PyTorch")
@@ -269,15 +265,21 @@ class CoreEnvironment:
             break
         if failure is not None:
             self.raise_pip_failure("PyTorch", *failure)
+        after = self.actions.check(self.torch_installed, want, planned={})
+        self.report.did("installed PyTorch {} ({} build)".format(after.get("torch"), want),
+                        f"install PyTorch ({want} build)")
+        info.update(after)
+        info["_changed"] = True
+
+    def torch_installed(self, want: str) -> dict:
+        """What the environment holds once PyTorch was installed."""
         after = self.probe()
         if want == "cuda" and not after.get("cuda"):
             self.report.warnings.append(
                 "The PyTorch that was installed ({}) has no CUDA support; the core will run on "
                 "the CPU. Re-run with --torch-index URL naming a CUDA wheel index (see "
                 "pytorch.org).".format(after.get("torch")))
-        self.report.did("installed PyTorch {} ({} build)".format(after.get("torch"), want))
-        info.update(after)
-        info["_changed"] = True
+        return after
 
     def pip_torch(self, index: str | None) -> list[str]:
         return torch_build.pip_command(self.py, self.torch_min(), index)
@@ -294,7 +296,6 @@ class CoreEnvironment:
 
     def ensure_core(self, info: dict, ours: bool) -> None:
         source = self.ctx.source
-        marker = os.path.join(self.venv, ENV_MARKER)
         digest = self.source_hash()
         core = info.get("core_file")
         if core and is_within(core, source):
@@ -314,8 +315,12 @@ class CoreEnvironment:
                             f"keep the core in {self.venv}: it is up to date")
         else:
             self.pip_install_core(info, ours)
-        if self.actions.dry:
-            return
+        self.actions.check(self.mark_complete, info, digest)
+
+    def mark_complete(self, info: dict, digest: str) -> None:
+        """Check that the core imports, then write the marker."""
+        source = self.ctx.source
+        marker = os.path.join(self.venv, ENV_MARKER)
         after = self.probe() if info.get("_changed") else info
         problems = [after[k] for k in ("torch_error", "core_error") if after.get(k)]
         if problems:
@@ -337,22 +342,16 @@ class CoreEnvironment:
             raise InstallError(f"{source} has no pyproject.toml: name the project checkout "
                                "with --source PATH.", EXIT_ENV)
         upgrade = [self.py, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade"]
-        if self.actions.dry:
-            self.actions.run(upgrade + [source], "install the core")
-            self.report.did(f"install the core into {self.venv}")
-            return
         if not ours and not info.get("core_file"):
             self.manifest.add("core_installed_into", self.venv)
             self.manifest.save()
-        # Build from a copy so the checkout gets no build/ or *.egg-info folders.
-        with tempfile.TemporaryDirectory(prefix="nst-install-") as tmp:
-            copy = os.path.join(tmp, "src")
-            shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*NOT_BUILT))
+        with self.actions.scratch_copy(source, shutil.ignore_patterns(*NOT_BUILT)) as copy:
             rc, tail = self.actions.run(upgrade + [copy], "install the core")
         if rc != 0:
             self.raise_pip_failure("the core (and its dependencies)", classify(tail), tail)
         info["_changed"] = True
-        self.report.did(f"installed the core from {source} into {self.venv}")
+        self.report.did(f"installed the core from {source} into {self.venv}",
+                        f"install the core into {self.venv}")
 
 
 def existing_non_venv(venv: str) -> bool:

@@ -9,7 +9,6 @@ from .console import say, step
 from .context import Context
 from .environment import CoreEnvironment
 from .errors import EXIT_OK, EXIT_WEIGHTS
-from .files import listdir
 from .gimp import choose_targets
 from .plugins import PluginCopier, check_targets, sandbox_notes
 from .weights import fetch_weights
@@ -17,8 +16,7 @@ from .weights import fetch_weights
 
 def install(ctx: Context) -> int:
     args, manifest, report = ctx.args, ctx.manifest, ctx.report
-    say("Neural Style for GIMP installer%s" % (" (dry run: nothing is changed)"
-                                              if ctx.dry else ""))
+    report.heading("Neural Style for GIMP installer")
     say(f"    source: {ctx.source}")
     say(f"    data folder: {ctx.data_dir}")
     if manifest.state == "installing":
@@ -62,17 +60,3 @@ def install(ctx: Context) -> int:
     report.print_install(targets, ctx.layout.venv_script(ctx.venv, "nst"), ctx.script)
     return EXIT_WEIGHTS if report.weights_error else EXIT_OK
 
-
-def drop_empty_journal(ctx: Context) -> bool:
-    """After a failure that installed nothing, leave no manifest (or data folder) behind.
-    Returns whether the manifest is gone (or was never written)."""
-    m = ctx.manifest
-    if ctx.dry or not m.exists:
-        return True
-    if m.state == "complete" or m.holds_anything():
-        return False
-    m.remove()
-    for folder in reversed(m.data["data_dirs_created"]):
-        if os.path.isdir(folder) and not listdir(folder):
-            os.rmdir(folder)
-    return True

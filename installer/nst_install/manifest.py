@@ -10,7 +10,7 @@ import os
 import time
 
 from .errors import InstallError
-from .files import write_atomic
+from .files import listdir, write_atomic
 
 LISTS = ("dirs_created", "venvs_created", "env_markers", "core_installed_into",
          "data_dirs_created")
@@ -81,6 +81,16 @@ class Manifest:
         write_atomic(self.path, text.encode("utf-8"), 0o600)
         self.exists = True
 
-    def remove(self) -> None:
+    def drop_if_empty(self) -> bool:
+        """After a failure that installed nothing, leave no manifest (or data folder) behind.
+        Returns whether it is gone (or was never written: a read-only one never is)."""
+        if self.read_only or not self.exists:
+            return True
+        if self.state == "complete" or self.holds_anything():
+            return False
         os.remove(self.path)
         self.exists = False
+        for folder in reversed(self.data["data_dirs_created"]):
+            if os.path.isdir(folder) and not listdir(folder):
+                os.rmdir(folder)
+        return True

@@ -104,8 +104,8 @@ class PluginCopier:
                 self.manifest.save()
                 changed += 1
         if changed:
-            t.result = "{} {} file(s) in {}".format(
-                "would write" if self.actions.dry else "wrote", changed, dest)
+            t.result = self.ctx.report.phrase(f"wrote {changed} file(s) in {dest}",
+                                              f"write {changed} file(s) in {dest}")
         else:
             t.result = f"already up to date in {dest}"
         say("    " + t.result)

@@ -14,9 +14,16 @@ class Report:
         self.warnings: list[str] = []
         self.weights_error: str | None = None
 
+    def phrase(self, text: str, plan: str | None = None) -> str:
+        """text; in a dry run "would " + plan (the same words unless given)."""
+        return "would " + (plan or text) if self.dry else text
+
     def did(self, text: str, plan: str | None = None) -> None:
-        """One thing done (text); in a dry run, "would " + plan (the same words unless given)."""
-        self.done.append("would " + (plan or text) if self.dry else text)
+        """One thing done (or in a dry run, that would be), for the summary."""
+        self.done.append(self.phrase(text, plan))
+
+    def heading(self, title: str) -> None:
+        say(title + (" (dry run: nothing is changed)" if self.dry else ""))
 
     def print_install(self, targets: list, nst: str, script: str) -> None:
         say()

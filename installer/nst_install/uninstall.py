@@ -8,13 +8,12 @@ from . import APP
 from .console import say, step
 from .context import Context
 from .errors import EXIT_LEFTOVER, EXIT_OK
-from .files import bytecode_of, listdir, our_temp_files, sha256_file
+from .files import bytecode_of, our_temp_files, sha256_file
 
 
 def uninstall(ctx: Context) -> int:
     m = ctx.manifest
-    say("Neural Style for GIMP: uninstall%s" % (" (dry run: nothing is changed)"
-                                               if ctx.dry else ""))
+    ctx.report.heading("Neural Style for GIMP: uninstall")
     if not m.exists:
         say(f"Nothing to remove: there is no install manifest at {m.path}.")
         return EXIT_OK
@@ -27,7 +26,7 @@ def uninstall(ctx: Context) -> int:
         step("The manifest")
         act.remove(m.path)
         for d in reversed([ctx.data_dir] + m.data["data_dirs_created"]):
-            if os.path.isdir(d) and not listdir(d):
+            if act.emptied(d):
                 act.rmdir(d)
     ctx.report.print_uninstall(act.failed, m.path, bool(m.data.get("flatpak")))
     return EXIT_LEFTOVER if act.failed else EXIT_OK
@@ -62,14 +61,13 @@ def remove_plugin_files(ctx: Context) -> None:
         for junk in our_temp_files(d):   # temp files of an interrupted run
             act.remove(junk)
         cache = os.path.join(d, "__pycache__")
-        if os.path.isdir(cache) and not listdir(cache):
+        if act.emptied(cache):
             act.rmdir(cache)
     for d in reversed(m.data["dirs_created"]):
-        if os.path.isdir(d):
-            if listdir(d) and not ctx.dry:
-                say(f"    keeping {d}: it holds files that are not ours")
-            else:
-                act.rmdir(d)
+        if act.emptied(d):
+            act.rmdir(d)
+        elif os.path.isdir(d):
+            say(f"    keeping {d}: it holds files that are not ours")
 
 
 def remove_environment(ctx: Context) -> None:

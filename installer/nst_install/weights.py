@@ -17,10 +17,8 @@ def fetch_weights(ctx: Context) -> None:
     cmd = base + ["weights", "fetch"]
     if ctx.args.weights_from:
         cmd += ["--from", full_path(ctx.args.weights_from)]
-    path = None
-    if not ctx.dry:   # where the core keeps them, to know on uninstall whether we fetched them
-        rc, out = run_capture(base + ["weights", "path"], 120)
-        path = out.strip().splitlines()[-1].strip() if rc == 0 and out.strip() else None
+    # Where the core keeps them, for the manifest: uninstall removes them only if we fetched them.
+    path = ctx.actions.check(weights_path, base)
     existed = bool(path) and os.path.isfile(path)
     rc, tail = ctx.actions.run(cmd, "fetch and verify the weights")
     if rc != 0:
@@ -44,3 +42,8 @@ def fetch_weights(ctx: Context) -> None:
         ctx.manifest.save()
     ctx.report.did("weights verified%s" % (f" ({path})" if path else ""),
                    "fetch and verify the weights")
+
+
+def weights_path(base: list[str]) -> str | None:
+    rc, out = run_capture(base + ["weights", "path"], 120)
+    return out.strip().splitlines()[-1].strip() if rc == 0 and out.strip() else None
