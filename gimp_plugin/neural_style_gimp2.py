@@ -2,11 +2,12 @@
 # -*- coding: utf-8 -*-
 """Neural Style Transfer for GIMP 2.10 (gimpfu, Python 2.7).
 
-Filters > Artistic > Neural Style Transfer... paints the active layer in the style of a chosen
-image and puts the result in a new layer above it. The deep learning runs in a separate Python 3
+Filters > Artistic > Neural Style Transfer... paints the active layer in the style of one or
+two chosen images (blended by their weights) and puts the result in a new layer above it. The deep learning runs in a separate Python 3
 process (the "core"); nst_bridge.py, installed beside this file, finds it and talks to it.
-Same procedure, arguments and behaviour as the GIMP 3 plug-in, as far as GIMP 2.10 allows:
-the new layer carries a copy of the source's layer mask; indexed images are refused.
+The arguments are nst_options.py's (also beside this file), as the GIMP 3 plug-in's, as far as
+GIMP 2.10 allows: two style files (GIMP 3: three, and a layer of an open image); the new layer
+carries a copy of the source's layer mask; indexed images are refused.
 
 This file must stay Python 2.7 AND 3 compatible (GIMP 2.10 on Windows and macOS bundles
 Python 2.7; the tests import it under Python 3 with a fake gimpfu): no f-strings, no
@@ -33,14 +34,19 @@ import traceback
 
 import gimpfu
 from gimpfu import (GRAY, GRAYA_IMAGE, INDEXED, NORMAL_MODE, PF_BOOL, PF_DRAWABLE, PF_FILE,
-                    PF_FLOAT, PF_IMAGE, PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, RGB, RGBA_IMAGE,
-                    gimp, main, pdb, register)
+                    PF_FLOAT, PF_IMAGE, PF_INT, PF_OPTION, PF_SLIDER, PF_SPINNER, PF_STRING, RGB,
+                    RGBA_IMAGE, gimp, main, pdb, register)
 
 # nst_bridge.py is installed in this plug-in's own folder; GIMP does not put it on sys.path.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+try:
+    import nst_options
+except Exception as _e:  # a missing or broken table: register anyway, say so when run
+    nst_options = None
+    _BRIDGE_ERROR = "%s" % (_e,)
 try:
     import nst_bridge
     _BRIDGE_ERROR = None
@@ -52,25 +58,9 @@ PROC_NAME = "python-fu-neural-style"
 MENU = "<Image>/Filters/Artistic"
 LABEL = "Neural Style Transfer..."
 IMAGE_TYPES = "RGB*, GRAY*"
-MAX_SIZE = 16384
-
-# Only used when nst_bridge cannot be imported, so that the menu entry still appears and can
-# say what is wrong; the tests check that they equal nst_bridge's.
-_FALLBACK_PRESETS = ("draft", "standard", "high", "classic")
-_FALLBACK_DEVICES = ("auto", "cpu", "cuda", "mps")
-_FALLBACK_SIZE_MODES = ("auto", "layer", "custom")
-_FALLBACK_DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
-                          preserve_colors=False, device="auto", seed=0, style_scale=1.0,
-                          max_memory=0.0)
-
-if nst_bridge is not None:
-    PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
-    SIZE_MODES = nst_bridge.SIZE_MODES
-else:
-    PRESETS, DEVICES, DEFAULTS = _FALLBACK_PRESETS, _FALLBACK_DEVICES, _FALLBACK_DEFAULTS
-    SIZE_MODES = _FALLBACK_SIZE_MODES
-_SIZE_MODE_LABELS = {"auto": "Automatic (a few minutes at most)",
-                     "layer": "The layer's own size", "custom": "Custom size (below)"}
+# The procedure's values after image and drawable: nst_options' rows for GIMP 2.10, in order
+# (none without the table: then the procedure only says what is missing).
+OPTIONS = nst_options.for_gimp(2) if nst_options is not None else []
 
 # GIMP 2.10's default "Normal" layer mode; GIMP 2.8 only knows the legacy one.
 LAYER_MODE = getattr(gimpfu, "LAYER_MODE_NORMAL", NORMAL_MODE)
@@ -86,7 +76,6 @@ _PY2 = sys.version_info[0] == 2
 _TEXT = type(u"")
 _SAMPLE = {"u8": ("B", 1, 255), "u16": ("H", 2, 65535), "f32": ("f", 4, 1.0)}
 _FORMAT_BY_BYTES = {1: "u8", 2: "u16", 4: "f32"}
-_DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (NVIDIA)", "mps": "MPS (Apple)"}
 
 
 class PluginError(Exception):
@@ -266,30 +255,55 @@ def _choice(value, names, what):
     return names[index]
 
 
-def _options(preset, size_mode, size, style_scale, strength, preserve_colors, device, seed,
-             max_memory):
-    """gimpfu's values -> the bridge's options. Interactive runs hand PF_SPINNER values over as
-    floats, PF_TOGGLE as bool, PF_OPTION as the chosen item's index."""
-    preset_name = _choice(preset, PRESETS, "quality preset")
-    device_name = _choice(device, DEVICES, "device")
-    mode = _choice(size_mode, SIZE_MODES, "size mode")
-    size = int(round(float(size)))
-    if not 0 <= size <= MAX_SIZE:
-        raise PluginError("The custom size must be 0 (the layer's size) to %d pixels, not %d."
-                          % (MAX_SIZE, size))
-    return dict(preset=preset_name, size_mode=mode, size=size, style_scale=float(style_scale),
-                strength=float(strength), preserve_colors=bool(preserve_colors),
-                device=device_name, seed=int(seed), max_memory=float(max_memory))
+def _number(option, value):
+    """A number within the option's range. Interactive runs hand PF_SPINNER values over as
+    floats, and a script may give any number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if option.kind == "int" and number == number:
+        number = int(round(number))
+    if not option.low <= number <= option.high:
+        raise PluginError("%s must be %s to %s, not %s." % (
+            option.label2.split(" (")[0], _plain(option.low), _plain(option.high), value))
+    return number
 
 
-def _check_style(style_file):
-    if not style_file:
+def _plain(number):
+    return "%g" % number
+
+
+def _options(values):
+    """gimpfu's values, in OPTIONS' order -> (style files, the bridge's options). PF_OPTION
+    gives the chosen item's index, PF_TOGGLE a bool, PF_FILE a path or None."""
+    styles, options = [], {}
+    for option, value in zip(OPTIONS, values):
+        if option.kind == "file":
+            if value:
+                styles.append(value)
+        elif option.kind == "choice":
+            options[option.name] = _choice(value, option.values, option.name.replace("_", " "))
+        elif option.kind in ("int", "float"):
+            options[option.name] = _number(option, value)
+        elif option.kind == "bool":
+            options[option.name] = bool(value)
+        else:
+            options[option.name] = value
+    return styles, options
+
+
+def _check_styles(style_files):
+    if not style_files:
         raise PluginError("Choose a style image (a painting or a photo whose look the layer "
                           "should take).")
-    path = _fs_path(style_file)
-    if not os.path.isfile(path):
-        raise PluginError("The style image %s does not exist." % style_file)
-    return path
+    paths = []
+    for style_file in style_files:
+        path = _fs_path(style_file)
+        if not os.path.isfile(path):
+            raise PluginError("The style image %s does not exist." % style_file)
+        paths.append(path)
+    return paths
 
 
 def _check_mode(image):
@@ -297,16 +311,16 @@ def _check_mode(image):
     script can pass any image, and an indexed one would come back quantised to its palette."""
     if image.base_type in (RGB, GRAY):
         return
-    kind = ("indexed (it uses a colour palette)" if image.base_type == INDEXED
+    kind = ("indexed (it uses a color palette)" if image.base_type == INDEXED
             else "of mode %d" % image.base_type)
-    raise PluginError("Neural Style Transfer works on RGB and greyscale images, and this image "
+    raise PluginError("Neural Style Transfer works on RGB and grayscale images, and this image "
                       "is %s. Convert it with Image > Mode > RGB, then run the filter again."
                       % kind)
 
 
-def _layer_name(drawable, style_file):
-    stem = os.path.splitext(os.path.basename(style_file))[0]
-    return "%s (%s)" % (drawable.name, stem)
+def _layer_name(drawable, style_files):
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in style_files]
+    return "%s (%s)" % (drawable.name, " + ".join(stems))
 
 
 class _Progress(object):
@@ -371,17 +385,20 @@ def _copy_mask(source, layer):
     pdb.gimp_layer_set_edit_mask(layer, 0)  # add_mask made the mask the active drawable
 
 
-def neural_style(image, drawable, style_file, preset, size_mode, size, style_scale, strength,
-                 preserve_colors, device, seed, max_memory):
-    """The procedure: stylise `drawable` into a new layer above it, in one undo group. Every
-    failure is one message to the user; the image is then left as it was."""
+def neural_style(image, drawable, *values):
+    """The procedure: stylise `drawable` into a new layer above it, in one undo group. `values`
+    are OPTIONS' in order. Every failure is one message to the user; the image is then left as
+    it was."""
     try:
+        if nst_options is None:
+            raise PluginError("Neural Style Transfer is not installed completely: "
+                              "nst_options.py is missing or broken in %s (%s). Run the "
+                              "installer again." % (_HERE, _BRIDGE_ERROR))
         _check_mode(image)  # before the undo group: a refused image gets no undo step at all
-        options = _options(preset, size_mode, size, style_scale, strength, preserve_colors,
-                           device, seed, max_memory)
+        style_files, options = _options(values)
         pdb.gimp_image_undo_group_start(image)
         try:
-            _run(image, drawable, style_file, options)
+            _run(image, drawable, style_files, options)
         finally:
             pdb.gimp_image_undo_group_end(image)
     except Exception as error:  # one readable message for every failure
@@ -391,7 +408,7 @@ def neural_style(image, drawable, style_file, preset, size_mode, size, style_sca
         gimp.message(_native(_error_text(error)))
 
 
-def _run(image, drawable, style_file, options):
+def _run(image, drawable, style_files, options):
     if nst_bridge is None:
         raise PluginError("Neural Style Transfer is not installed completely: nst_bridge.py is "
                           "missing or broken in %s (%s). Run the installer again." % (
@@ -399,7 +416,8 @@ def _run(image, drawable, style_file, options):
     if not pdb.gimp_item_is_layer(drawable):
         raise PluginError("Neural Style Transfer works on layers: select a layer, not a channel "
                           "or a layer mask.")
-    style_path = _check_style(style_file)
+    style_paths = _check_styles(style_files)
+    nst_bridge.style_blend(options.get("style_weights"), len(style_paths))  # before any work
 
     gimp.progress_init(_native("Neural style: reading \"%s\"" % drawable.name))
     if _precision(image) in _NATIVE_PRECISIONS:
@@ -407,7 +425,7 @@ def _run(image, drawable, style_file, options):
     content = _read_layer(image, drawable)
     mask = _read_mask(image, drawable)
 
-    result = nst_bridge.run(options, content, [style_path], mask=mask,
+    result = nst_bridge.run(options, content, style_paths, mask=mask,
                             result_format=content["format"], on_progress=_Progress())
     if (result["width"], result["height"], result["channels"]) != (
             content["width"], content["height"], content["channels"]):
@@ -416,36 +434,38 @@ def _run(image, drawable, style_file, options):
                               result["width"], result["height"], result["channels"],
                               content["width"], content["height"], content["channels"]))
     gimp.progress_update(1.0)
-    _new_layer(image, drawable, _layer_name(drawable, style_file), result)
+    _new_layer(image, drawable, _layer_name(drawable, style_files), result)
+
+
+def _param(option):
+    """One PF_* parameter from its row in nst_options. A number with a step is a slider (a
+    float) or a spinner (an int); without one, a plain entry."""
+    o, name, label = option, option.arg, option.label2
+    if o.kind == "file":
+        return (PF_FILE, name, label, "")
+    if o.kind == "text":
+        return (PF_STRING, name, label, o.default)
+    if o.kind == "choice":
+        return (PF_OPTION, name, label, o.values.index(o.default),
+                [item_label for _, item_label, _ in o.choices])
+    if o.kind == "bool":
+        return (PF_BOOL, name, label, o.default)
+    if o.step is None:
+        return (PF_INT if o.kind == "int" else PF_FLOAT, name, label, o.default)
+    return (PF_SPINNER if o.kind == "int" else PF_SLIDER, name, label, o.default,
+            (o.low, o.high, o.step))
 
 
 def _params():
-    return [
-        (PF_IMAGE, "image", "Input image", None),
-        (PF_DRAWABLE, "drawable", "Input layer", None),
-        (PF_FILE, "style-file", "Style image", ""),
-        (PF_OPTION, "preset", "Quality", PRESETS.index(DEFAULTS["preset"]),
-         [p.capitalize() for p in PRESETS]),
-        (PF_OPTION, "size-mode", "Paint at (the result always covers the layer)",
-         SIZE_MODES.index(DEFAULTS["size_mode"]),
-         [_SIZE_MODE_LABELS.get(m, m) for m in SIZE_MODES]),
-        (PF_SPINNER, "size", "Custom size (long side, px; 0 = layer size)", DEFAULTS["size"],
-         (0, MAX_SIZE, 1)),
-        (PF_SLIDER, "style-scale", "Style scale (bigger brush strokes)", DEFAULTS["style_scale"],
-         (0.1, 8.0, 0.1)),
-        (PF_SLIDER, "strength", "Style strength", DEFAULTS["strength"], (0.0, 10.0, 0.1)),
-        (PF_BOOL, "preserve-colors", "Keep the layer's colours", DEFAULTS["preserve_colors"]),
-        (PF_OPTION, "device", "Device", DEVICES.index(DEFAULTS["device"]),
-         [_DEVICE_LABELS.get(d, d) for d in DEVICES]),
-        (PF_INT, "seed", "Random seed", DEFAULTS["seed"]),
-        (PF_FLOAT, "max-memory", "Memory limit (GB; 0 = automatic)", DEFAULTS["max_memory"]),
-    ]
+    return [(PF_IMAGE, "image", "Input image", None),
+            (PF_DRAWABLE, "drawable", "Input layer", None)] + [_param(o) for o in OPTIONS]
 
 
 register(
     PROC_NAME,
     "Paint the layer in the style of another image (neural style transfer)",
-    "Paints the active layer in the style of a chosen image (a painting, a photo) with the "
+    "Paints the active layer in the style of one or two chosen images (a painting, a photo; "
+    "blended by their weights) with the "
     "neural algorithm of Gatys et al. and puts the result in a new layer above it, inside the "
     "selection if there is one. The work runs in the separate neural style core (installed "
     "with this plug-in), on the GPU when there is one.",

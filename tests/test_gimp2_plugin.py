@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_PATH = ROOT / "gimp_plugin" / "neural_style_gimp2.py"
 FAKES = Path(__file__).resolve().parent / "fakes"
 PROC = "python-fu-neural-style"
-PARAM_NAMES = ["image", "drawable", "style-file", "preset", "size-mode", "size", "style-scale",
-               "strength", "preserve-colors", "device", "seed", "max-memory"]
+PARAM_NAMES = ["image", "drawable", "style-file", "style-file-2", "style-weights", "preset",
+               "size-mode", "size", "style-scale", "strength", "colors", "model", "style-loss",
+               "device", "seed", "max-memory"]
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +84,13 @@ def gradient(height, width, channels):
 
 def run(fu, image, layer, style, **values):
     """Run the procedure the way a script or "Repeat" does (RUN_NONINTERACTIVE)."""
-    args = dict(style_file=style, preset=0, size_mode=2, size=48, style_scale=1.0, strength=1.0,
-                preserve_colors=0, device=1, seed=0, max_memory=0.0)
+    args = dict(style_file=style, style_file_2="", style_weights="", preset=0, size_mode=2,
+                size=48, style_scale=1.0, strength=1.0, colors=0, model=0, style_loss=0,
+                device=1, seed=0, max_memory=0.0)
     # draft, custom 48 px, CPU: about a second with the real core
     args.update(values)
-    return fu.run_noninteractive(PROC, image, layer, args["style_file"], args["preset"],
-                                 args["size_mode"], args["size"], args["style_scale"],
-                                 args["strength"], args["preserve_colors"], args["device"],
-                                 args["seed"], args["max_memory"])
+    return fu.run_noninteractive(PROC, image, layer,
+                                 *[args[name.replace("-", "_")] for name in PARAM_NAMES[2:]])
 
 
 def assert_untouched(fu, image, before):
@@ -120,18 +120,21 @@ def test_registration_matches_the_contract(fu, plugin):
     assert [p[1] for p in params] == PARAM_NAMES
     kinds = dict((p[1], p[0]) for p in params)
     assert kinds["image"] == fu.PF_IMAGE and kinds["drawable"] == fu.PF_DRAWABLE
-    assert kinds["style-file"] == fu.PF_FILE
-    assert kinds["preset"] == kinds["device"] == fu.PF_OPTION
+    assert kinds["style-file"] == kinds["style-file-2"] == fu.PF_FILE
+    assert kinds["style-weights"] == fu.PF_STRING
+    for name in ("preset", "device", "colors", "model", "style-loss"):
+        assert kinds[name] == fu.PF_OPTION, name
     assert kinds["size"] == fu.PF_SPINNER
     assert kinds["strength"] in (fu.PF_FLOAT, fu.PF_SLIDER)
-    assert kinds["preserve-colors"] == fu.PF_TOGGLE
     assert kinds["seed"] == fu.PF_INT
 
     by_name = dict((p[1], p) for p in params)
     defaults = nst_bridge.DEFAULTS
     preset = by_name["preset"]
-    assert [item.lower() for item in preset[4]] == list(nst_bridge.PRESETS)
+    assert [item.split()[0].lower() for item in preset[4]] == list(nst_bridge.PRESETS)
     assert nst_bridge.PRESETS[preset[3]] == defaults["preset"]
+    colors = by_name["colors"]
+    assert len(colors[4]) == 3 and colors[4][colors[3]].startswith("No: the style")
     device = by_name["device"]
     assert len(device[4]) == len(nst_bridge.DEVICES)
     assert nst_bridge.DEVICES[device[3]] == defaults["device"]
@@ -141,17 +144,24 @@ def test_registration_matches_the_contract(fu, plugin):
     assert strength[3] == defaults["strength"]
     if strength[0] == fu.PF_SLIDER:
         assert strength[4][0] <= strength[3] <= strength[4][1]
-    assert by_name["preserve-colors"][3] == defaults["preserve_colors"]
+    assert by_name["colors"][2] == "Keep the layer's colors"  # US English, as GIMP's own
     assert by_name["seed"][3] == defaults["seed"]
     assert fu.state.main_calls == 1
 
 
-def test_fallback_constants_equal_the_bridge(plugin):
-    import nst_bridge
+def test_parameters_are_the_option_tables(fu, plugin):
+    """Both plug-ins' arguments come from nst_options: GIMP 2.10 shows its rows, in order."""
+    import nst_options
 
-    assert plugin._FALLBACK_PRESETS == nst_bridge.PRESETS
-    assert plugin._FALLBACK_DEVICES == nst_bridge.DEVICES
-    assert plugin._FALLBACK_DEFAULTS == nst_bridge.DEFAULTS
+    params = fu.state.registered[PROC]["params"][2:]
+    rows = nst_options.for_gimp(2)
+    assert [p[1] for p in params] == [o.arg for o in rows]
+    for p, o in zip(params, rows):
+        assert "_" not in p[2]  # gimpfu shows mnemonics' underscores as they are
+        if o.kind == "choice":
+            assert p[3] == o.values.index(o.default) and len(p[4]) == len(o.choices)
+        elif o.kind != "file":
+            assert p[3] == o.default, o.name
 
 
 def test_plugin_source_is_python27_compatible():
@@ -222,14 +232,15 @@ def test_rgb_layer_becomes_a_new_layer_above_it(fu, stand_in, style_png):
     source = fu.add_layer(image, "Photo", source_pixels, offsets=(5, 4))
     fu.add_layer(image, "Top", gradient(30, 40, 4), position=0)
 
-    run(fu, image, source, style_png, preset=1, size=300, strength=2.5, preserve_colors=1,
-        device=0, seed=7, style_scale=1.5, max_memory=3)
+    run(fu, image, source, style_png, preset=1, size=300, strength=2.5, colors=2, model=1,
+        style_loss=1, device=0, seed=7, style_scale=1.5, max_memory=3)
 
     assert fu.state.messages == []
     (call,) = stand_in.calls
     assert call["options"] == dict(preset="standard", size_mode="custom", size=300,
-                                   style_scale=1.5, strength=2.5, preserve_colors=True,
-                                   device="auto", seed=7, max_memory=3.0)
+                                   style_scale=1.5, strength=2.5, colors="histogram",
+                                   model="vgg16", style_loss="w2", device="auto", seed=7,
+                                   max_memory=3.0, style_weights="")
     assert call["style_paths"] == [style_png]
     assert call["mask"] is None
     content = call["content"]
@@ -270,11 +281,12 @@ def test_interactive_values_are_converted(fu, stand_in, style_png):
     """The gimpfu dialog hands PF_SPINNER over as a float and PF_TOGGLE as a bool."""
     image = fu.new_image(16, 16)
     layer = fu.add_layer(image, "L", gradient(16, 16, 4))
-    fu.run_interactive(PROC, image, layer, style_file=style_png, size=96, preserve_colors=True)
+    fu.run_interactive(PROC, image, layer, style_file=style_png, size=96, colors=1)
     (call,) = stand_in.calls
     assert call["options"] == dict(preset="standard", size_mode="auto", size=96, strength=1.0,
-                                   style_scale=1.0, preserve_colors=True, device="auto", seed=0,
-                                   max_memory=0.0)
+                                   style_scale=1.0, colors="luminance", model="vgg19",
+                                   style_loss="gram", device="auto", seed=0, max_memory=0.0,
+                                   style_weights="")
     assert isinstance(call["options"]["size"], int)
     assert len(image.layers) == 2
 
@@ -479,10 +491,17 @@ def test_channel_is_refused(fu, stand_in, style_png):
 
 
 @pytest.mark.parametrize("values, words", [
-    (dict(preset=9), "Unknown quality preset"),
+    (dict(preset=9), "Unknown preset"),
     (dict(device=-1), "Unknown device"),
-    (dict(size=20000), "custom size"),
+    (dict(size=20000), "Custom size must be 0 to 16384"),
     (dict(size_mode=3), "Unknown size mode"),
+    (dict(colors=3), "Unknown colors 3: use 0 to 2 (style, luminance, histogram)"),
+    (dict(model=-1), "Unknown model"),
+    (dict(style_loss=2), "Unknown style loss"),
+    (dict(style_scale=9.0), "Style scale must be 0.1 to 8"),
+    (dict(style_weights="1, 1"), "2 weight(s) for 1 style(s)"),
+    (dict(style_weights="0"), "all zero"),
+    (dict(style_weights="a lot"), "not all numbers"),
 ])
 def test_bad_values_are_messages(fu, stand_in, style_png, values, words):
     image = fu.new_image(8, 8)
@@ -742,3 +761,60 @@ def test_real_core_grey(fu, core, style_png):
     assert np.abs(result[..., 0].astype(int) - grey[..., 0]).mean() > 2
     assert np.array_equal(fu.pixels(layer), grey)
 
+
+
+# -- several styles --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_style(style_png, tmp_path):
+    path = tmp_path / "mosaic.png"
+    path.write_bytes(Path(style_png).read_bytes())
+    return str(path)
+
+
+def test_two_styles_with_weights(fu, stand_in, style_png, second_style):
+    image = fu.new_image(16, 12)
+    layer = fu.add_layer(image, "Photo", gradient(12, 16, 3))
+    run(fu, image, layer, style_png, style_file_2=second_style, style_weights="2, 1")
+    assert fu.state.messages == []
+    (call,) = stand_in.calls
+    assert call["style_paths"] == [style_png, second_style]
+    assert call["options"]["style_weights"] == "2, 1"
+    assert [lay.name for lay in image.layers] == ["Photo (stripes + mosaic)", "Photo"]
+
+
+def test_the_second_style_alone_is_used(fu, stand_in, second_style):
+    image = fu.new_image(8, 8)
+    layer = fu.add_layer(image, "Photo", gradient(8, 8, 3))
+    fu.run_interactive(PROC, image, layer, style_file_2=second_style)
+    assert fu.state.messages == []
+    assert stand_in.calls[0]["style_paths"] == [second_style]
+
+
+@pytest.mark.parametrize("weights, words", [
+    ("2, 1, 1", "3 weight(s) for 2 style(s)"),
+    ("3", "1 weight(s) for 2 style(s)"),
+    ("0, 0", "all zero"),
+    ("1, -2", "not all numbers of 0 or more"),
+])
+def test_style_weights_that_do_not_fit_are_one_message(fu, stand_in, style_png, second_style,
+                                                       weights, words):
+    image = fu.new_image(8, 8)
+    layer = fu.add_layer(image, "L", gradient(8, 8, 3))
+    run(fu, image, layer, style_png, style_file_2=second_style, style_weights=weights)
+    (message,) = fu.state.messages
+    assert words in message and "style weights" in message
+    assert stand_in.calls == []
+    assert_untouched(fu, image, ["L"])
+
+
+def test_a_missing_second_style_is_named(fu, stand_in, style_png, tmp_path):
+    image = fu.new_image(8, 8)
+    layer = fu.add_layer(image, "L", gradient(8, 8, 3))
+    missing = str(tmp_path / "gone.jpg")
+    run(fu, image, layer, style_png, style_file_2=missing)
+    (message,) = fu.state.messages
+    assert missing in message and "does not exist" in message
+    assert stand_in.calls == []
+    assert_untouched(fu, image, ["L"])

@@ -24,7 +24,7 @@ CHECKS = harness.HERE / "gimp_checks.py"
 GUI_CHECKS = harness.HERE / "gui_checks.py"
 STYLE_NAME = "test-stripes"
 OPTIONS = {"preset": "draft", "size-mode": "custom", "size": 48, "strength": 1.0,
-           "preserve-colors": False, "device": "cpu", "seed": 0}
+           "colors": "style", "device": "cpu", "seed": 0}
 # Long enough to be cancelled mid-run: two scales (181, 256 px), 160 iterations.
 CANCEL_OPTIONS = {"preset": "high", "size": 256}
 # A 1024x768 layer at its own size in 1 GB: its last scales run in blocks (bf16 and fp32).
@@ -121,8 +121,9 @@ def test_registered_as_documented(gimp_run):
     r = gimp_run
     assert r["procedure_found"], r["output"][-3000:]
     assert [a[0] for a in r["arguments"]] == [
-        "run-mode", "image", "drawables", "style-file", "preset", "size-mode", "size",
-        "style-scale", "strength", "preserve-colors", "device", "seed", "max-memory"]
+        "run-mode", "image", "drawables", "style-file", "style-file-2", "style-file-3",
+        "style-layer", "style-weights", "preset", "size-mode", "size", "style-scale", "strength",
+        "colors", "model", "style-loss", "device", "seed", "max-memory"]
     assert r["menu_paths"] == ["<Image>/Filters/Artistic"]
     assert r["menu_label"] == "Neural Style Transfer..."
     assert r["image_types"] == "RGB*, GRAY*"
@@ -131,7 +132,7 @@ def test_registered_as_documented(gimp_run):
     d = r["defaults"]
     for name, value in bridge.DEFAULTS.items():
         assert d[name.replace("_", "-")] == value, name
-    assert d["style-file"] is None
+    assert d["style-file"] is None and d["style-layer"] is None and d["style-weights"] == ""
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -294,6 +295,41 @@ def test_cancel_in_the_middle_of_a_block_wise_run_leaves_the_image(gimp_run):
     assert r["unchanged"]
     assert not r["worker_alive_after"]
     assert r["worker_exit_s"] < 3.0
+
+
+# -- several styles, a style from an open image ---------------------------------------------------
+
+
+def test_a_layer_of_another_image_and_a_file_blend_as_styles(gimp_run):
+    r = case(gimp_run, "style_layer")
+    assert r["status"] == "success", r["message"]
+    (new,) = r["added"]
+    assert new["name"] == f"Photo ({STYLE_NAME} + Brushes)"
+    assert new["format"] == "R'G'B'A u8"
+    assert r["source_unchanged"] and r["style_image_unchanged"]
+
+
+def test_style_weights_that_do_not_fit_are_refused(gimp_run):
+    r = case(gimp_run, "bad_weights")
+    three, zero = r["three_for_two"], r["all_zero"]
+    assert three["status"] == zero["status"] == "execution-error"
+    assert "3 weight(s) for 2 style(s)" in three["message"]
+    assert "all zero" in zero["message"]
+    assert r["unchanged"]
+
+
+def test_an_indexed_style_layer_is_refused(gimp_run):
+    r = case(gimp_run, "indexed_style")
+    assert r["status"] == "execution-error"
+    assert '"Palette"' in r["message"] and "indexed" in r["message"]
+    assert "Image > Mode > RGB" in r["message"]
+    assert r["unchanged"]
+
+
+def test_a_closed_style_image_is_refused(gimp_run):
+    r = case(gimp_run, "closed_style_image")
+    assert r["status"] != "success"
+    assert r["unchanged"]
 
 
 def test_undo_groups_balanced(gimp_run):

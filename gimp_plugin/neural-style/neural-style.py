@@ -8,9 +8,11 @@
 # happens in the core, a separate Python process with PyTorch (GIMP's own Python has no torch).
 #
 # Procedure "plug-in-neural-style", menu Filters > Artistic > Neural Style Transfer...
-# Arguments (also for scripts): style-file (file), preset (choice), size-mode (choice: auto,
-# layer, custom), size (int, for custom), style-scale (double), strength (double),
-# preserve-colors (bool), device (choice), seed (int), max-memory (double, GB, 0 = automatic).
+# Arguments (also for scripts), defined in nst_options.py (this folder): style-file,
+# style-file-2, style-file-3 (files), style-layer (a drawable of any open image), style-weights
+# (text, one per style, e.g. "2, 1"), preset, size-mode (auto, layer, custom), size (int, for
+# custom), style-scale, strength, colors (style, luminance, histogram), model (vgg19, vgg16),
+# style-loss (gram, w2), device, seed, max-memory (GB, 0 = automatic).
 #
 # MIT license, see the project's README.
 
@@ -26,59 +28,48 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 
-try:
+try:  # nst_options.py (the arguments) and nst_bridge.py (the core) live in this folder
     import nst_bridge  # noqa: E402
+    import nst_options  # noqa: E402
     _BRIDGE_ERROR = None
 except Exception as e:  # noqa: BLE001 - shown to the user when the filter runs
-    nst_bridge = None
+    nst_bridge = nst_options = None
     _BRIDGE_ERROR = e
 
 PROC_NAME = "plug-in-neural-style"
 MENU_PATH = "<Image>/Filters/Artistic"
 LABEL = "Neural Style Transfer..."
-
-# Only used when nst_bridge.py cannot be imported, so that the filter still shows up in the menu
-# and can say what is wrong; the real values are nst_bridge.PRESETS / DEVICES / DEFAULTS.
-if nst_bridge is not None:
-    PRESETS, DEVICES, DEFAULTS = nst_bridge.PRESETS, nst_bridge.DEVICES, nst_bridge.DEFAULTS
-    SIZE_MODES, MAX_SIZE = nst_bridge.SIZE_MODES, nst_bridge.MAX_SIZE
-else:
-    PRESETS, DEVICES, SIZE_MODES, MAX_SIZE = ("standard",), ("auto",), ("auto",), 16384
-    DEFAULTS = dict(preset="standard", size_mode="auto", size=1024, strength=1.0,
-                    preserve_colors=False, device="auto", seed=0, style_scale=1.0,
-                    max_memory=0.0)
-
-PRESET_LABELS = {
-    "draft": ("Draft (a quick look)", "Few iterations: seconds to a minute or two"),
-    "standard": ("Standard", "Good quality for its time: coarse-to-fine, the default"),
-    "high": ("High (slow)", "More iterations at every scale"),
-    "classic": ("Classic (very slow)",
-                "The original recipe: one scale, L-BFGS, 1000 iterations, noise start"),
-}
-DEVICE_LABELS = {
-    "auto": ("Automatic", "A GPU when there is one (CUDA or Apple), else the CPU"),
-    "cpu": ("CPU", "The processor: works everywhere, slowest"),
-    "cuda": ("NVIDIA GPU (CUDA)", "An NVIDIA graphics card"),
-    "mps": ("Apple GPU (MPS)", "The GPU of an Apple Silicon Mac"),
-}
-SIZE_MODE_LABELS = {
-    "auto": ("Automatic (a few minutes at most)",
-             "The layer's own size where that takes a few minutes on this machine, else the "
-             "largest size that does"),
-    "layer": ("The layer's own size", "Every pixel of the layer painted: slowest, finest"),
-    "custom": ("Custom size", "The long side given below"),
-}
-MAX_SEED = 2147483647  # G_MAXINT
+STYLE_FILES = ("style-file", "style-file-2", "style-file-3")
 
 RW = GObject.ParamFlags.READWRITE
 
 
-def _choice(nicks, labels):
+def _choice(choices):
     choice = Gimp.Choice.new()
-    for i, nick in enumerate(nicks):
-        label, help_text = labels.get(nick, (nick.title(), ""))
+    for i, (nick, label, help_text) in enumerate(choices):
         choice.add(nick, i, label, help_text)
     return choice
+
+
+def _add_argument(procedure, option):
+    """One argument from its row in nst_options.OPTIONS."""
+    o, name = option, option.arg
+    if o.kind == "file":
+        _add_file_argument(procedure, name, o.label, o.help)
+    elif o.kind == "drawable":  # none_ok: no style layer is the usual case
+        procedure.add_drawable_argument(name, o.label, o.help, True, RW)
+    elif o.kind == "text":
+        procedure.add_string_argument(name, o.label, o.help, o.default, RW)
+    elif o.kind == "choice":
+        procedure.add_choice_argument(name, o.label, o.help, _choice(o.choices), o.default, RW)
+    elif o.kind == "int":
+        procedure.add_int_argument(name, o.label, o.help, o.low, o.high, o.default, RW)
+    elif o.kind == "float":
+        procedure.add_double_argument(name, o.label, o.help, o.low, o.high, o.default, RW)
+    elif o.kind == "bool":
+        procedure.add_boolean_argument(name, o.label, o.help, o.default, RW)
+    else:
+        raise ValueError(f"nst_options: unknown kind {o.kind!r} of {o.name}")
 
 
 def _add_file_argument(procedure, name, nick, blurb):
@@ -121,9 +112,9 @@ def _refusal_for_mode(image):
     base = image.get_base_type()
     if base in (Gimp.ImageBaseType.RGB, Gimp.ImageBaseType.GRAY):
         return None
-    kind = ("indexed (it uses a colour palette)" if base == Gimp.ImageBaseType.INDEXED
+    kind = ("indexed (it uses a color palette)" if base == Gimp.ImageBaseType.INDEXED
             else f"of mode {base.value_nick}")
-    return (f"Neural style works on RGB and greyscale images, and this image is {kind}. "
+    return (f"Neural style works on RGB and grayscale images, and this image is {kind}. "
             "Convert it with Image > Mode > RGB, then run the filter again.")
 
 
@@ -151,6 +142,40 @@ def _style_stem(path):
     return os.path.splitext(os.path.basename(path))[0] or "style"
 
 
+def _style_files(config):
+    """The chosen style files' paths, in order; empty ones are skipped."""
+    paths = []
+    for name in STYLE_FILES:
+        style = config.get_property(name)
+        if style is None:
+            continue
+        path = style.get_path()
+        if not path:
+            raise ValueError(f"The style image {style.get_uri()} is not a local file; save it "
+                             "to disk first.")
+        paths.append(path)
+    return paths
+
+
+def _style_pixels(drawable):
+    """A layer (or any drawable) of any open image as a style for the core: its pixels at its
+    own image's precision, with alpha, like the content."""
+    if not drawable.is_valid():
+        raise ValueError("The style layer is no longer there (its image was closed or the layer "
+                         "deleted): choose another one, or none.")
+    image = drawable.get_image()
+    refusal = _refusal_for_mode(image)
+    if refusal:
+        raise ValueError(f"The style layer \"{drawable.get_name()}\" cannot be used: its "
+                         + refusal.split(", and this ", 1)[1])
+    babl_type, sample_format = _sample_type(image)
+    grey = image.get_base_type() == Gimp.ImageBaseType.GRAY
+    w, h = drawable.get_width(), drawable.get_height()
+    fmt = ("Y'A " if grey else "R'G'B'A ") + babl_type
+    return dict(width=w, height=h, channels=2 if grey else 4, format=sample_format,
+                data=_read(drawable, 0, 0, w, h, fmt), name=drawable.get_name())
+
+
 def _estimate_text(answer, config, width, height):
     """What the run will cost here, for the dialog: the size it computes at and the time."""
     if isinstance(answer, str):
@@ -172,6 +197,14 @@ def _estimate_text(answer, config, width, height):
     took = (f"{nst_bridge.format_duration(seconds)} on {device}" if seconds is not None
             else "does not fit in memory here: choose a smaller size")
     return f"Layer {width}x{height} px, painted at {size} px ({why}): {took}."
+
+
+def _dialog_fields():
+    """The dialog's fields, top to bottom: nst_options' order, the time estimate below the
+    size it depends on."""
+    names = [o.arg for o in nst_options.for_gimp(3)]
+    names.insert(names.index("size") + 1, "estimate")
+    return names
 
 
 def _show_dialog(procedure, config, layers):
@@ -197,8 +230,10 @@ def _show_dialog(procedure, config, layers):
         label.set_text(_estimate_text(answer, config, width, height))
 
     config.connect("notify", update)
-    dialog.fill(["style-file", "preset", "size-mode", "size", "estimate", "style-scale",
-                 "strength", "preserve-colors", "device", "seed", "max-memory"])
+    # The settings are one box, so that a preview can be put beside it (fill_box "main" with
+    # ["settings", "preview"], set_orientation "main" horizontal).
+    dialog.fill_box("settings", _dialog_fields())
+    dialog.fill(["settings"])
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -207,9 +242,9 @@ def _show_dialog(procedure, config, layers):
 def neural_style(procedure, run_mode, image, drawables, config, data):
     if nst_bridge is None:
         folder = os.path.dirname(os.path.abspath(__file__))
-        return _error(procedure, f"The Neural Style plug-in is incomplete: nst_bridge.py could "
-                      f"not be loaded from {folder} ({_BRIDGE_ERROR}). Run the installer again "
-                      "to repair it.")
+        return _error(procedure, f"The Neural Style plug-in is incomplete: nst_bridge.py or "
+                      f"nst_options.py could not be loaded from {folder} ({_BRIDGE_ERROR}). "
+                      "Run the installer again to repair it.")
     refusal = _refusal_for_mode(image)
     if refusal:
         return _error(procedure, refusal)
@@ -220,12 +255,22 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config, layers):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
-    style = config.get_property("style-file")
-    style_path = style.get_path() if style is not None else None
-    if style is not None and not style_path:
-        return _error(procedure, f"The style image {style.get_uri()} is not a local file; "
-                      "save it to disk first.")
-    options = dict((name, config.get_property(name.replace("_", "-"))) for name in DEFAULTS)
+    # The styles, checked before any work: files, then a layer of any open image.
+    try:
+        styles = _style_files(config)
+        names = [_style_stem(path) for path in styles]
+        style_layer = config.get_property("style-layer")
+        if style_layer is not None:
+            styles.append(_style_pixels(style_layer))
+            names.append(styles[-1]["name"])
+        options = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
+                       if o.core or o.name == "style_weights")
+        if styles:
+            nst_bridge.style_blend(options["style_weights"], len(styles))
+    except ValueError as e:
+        return _error(procedure, str(e))
+    except nst_bridge.BridgeError as e:
+        return _error(procedure, e.message)
 
     Gegl.init(None)
     babl_type, sample_format = _sample_type(image)
@@ -264,9 +309,8 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
         content = dict(width=w, height=h, channels=2 if grey else 4, format=sample_format,
                        data=_read(layer, 0, 0, w, h, pixel_format))
         try:
-            result = nst_bridge.run(options, content, [style_path] if style_path else [],
-                                    mask=mask, result_format=sample_format,
-                                    on_progress=on_progress)
+            result = nst_bridge.run(options, content, styles, mask=mask,
+                                    result_format=sample_format, on_progress=on_progress)
         except nst_bridge.BridgeError as e:
             Gimp.progress_end()
             return _error(procedure, e.message)
@@ -278,7 +322,7 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
     Gimp.progress_update(1.0)
 
     # 2. Add the results as new layers above their sources: one undo step for everything.
-    stem = _style_stem(style_path)
+    stem = " + ".join(names)
     layer_type = Gimp.ImageType.GRAYA_IMAGE if grey else Gimp.ImageType.RGBA_IMAGE
     added = []
     image.undo_group_start()
@@ -329,54 +373,18 @@ class NeuralStyle(Gimp.PlugIn):
             "Repaints each selected layer in the style of a chosen image - a painting, a "
             "drawing, a photo - with the neural algorithm of Gatys et al. The result is a new "
             "layer above the original (which is left as it was), with a copy of its layer "
-            "mask, limited to the selection if there is one. One undo step removes it. RGB and "
-            "greyscale images only (convert an indexed one with Image > Mode > RGB). The work "
-            "runs in a separate neural style core (PyTorch) on a GPU or the CPU; GIMP's "
-            "progress bar shows its progress and cancelling stops it.",
+            "mask, limited to the selection if there is one. One undo step removes it. Up to "
+            "three style images and a layer of any open image can be blended, with a weight "
+            "each. RGB and grayscale images only (convert an indexed one with Image > Mode > "
+            "RGB). The work runs in a separate neural style core (PyTorch) on a GPU or the "
+            "CPU; GIMP's progress bar shows its progress and canceling stops it.",
             name)
         procedure.set_attribution("Neural Style for GIMP contributors",
                                   "Neural Style for GIMP contributors (MIT license)", "2025")
 
-        _add_file_argument(procedure, "style-file", "St_yle image",
-                           "The image whose style (colours, brush strokes, texture) is painted "
-                           "onto the layer")
-        procedure.add_choice_argument(
-            "preset", "_Quality", "Quality preset: more iterations look better and take longer",
-            _choice(PRESETS, PRESET_LABELS), DEFAULTS["preset"], RW)
-        procedure.add_choice_argument(
-            "size-mode", "_Paint at",
-            "The size the painting is computed at; the result always covers the whole layer. "
-            "Bigger is finer and slower.",
-            _choice(SIZE_MODES, SIZE_MODE_LABELS), DEFAULTS["size_mode"], RW)
-        procedure.add_int_argument(
-            "size", "Custom si_ze (px)",
-            "With 'Custom size': the long side the painting is computed at, in pixels (0 = the "
-            "layer's own size). Above the layer's size it is computed larger and scaled down.",
-            0, MAX_SIZE, int(DEFAULTS["size"]), RW)
-        procedure.add_double_argument(
-            "style-scale", "St_yle scale",
-            "Size of the style image relative to the painting (never past the style image's own "
-            "size): larger gives bigger brush strokes",
-            0.1, 8.0, float(DEFAULTS["style_scale"]), RW)
-        procedure.add_double_argument(
-            "strength", "Style _strength",
-            "How strongly the style is applied: 1 is the preset's balance, higher is more style",
-            0.0, 10.0, float(DEFAULTS["strength"]), RW)
-        procedure.add_boolean_argument(
-            "preserve-colors", "_Keep original colours",
-            "Take only the style's brush strokes and texture, keep the layer's own colours",
-            bool(DEFAULTS["preserve_colors"]), RW)
-        procedure.add_choice_argument(
-            "device", "_Device", "Where the neural network runs",
-            _choice(DEVICES, DEVICE_LABELS), DEFAULTS["device"], RW)
-        procedure.add_int_argument(
-            "seed", "Ra_ndom seed", "The same seed and settings give the same result",
-            0, MAX_SEED, int(DEFAULTS["seed"]), RW)
-        procedure.add_double_argument(
-            "max-memory", "_Memory limit (GB)",
-            "The most memory the painting may use (0 = automatic: most of what is free). "
-            "Larger layers are painted in blocks within it, with the same result.",
-            0.0, 1024.0, float(DEFAULTS["max_memory"]), RW)
+        if nst_options is not None:  # else the filter only says what is missing
+            for option in nst_options.for_gimp(3):
+                _add_argument(procedure, option)
         return procedure
 
 

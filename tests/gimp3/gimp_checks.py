@@ -528,13 +528,85 @@ def case_cancel_blocks():
     return _run_with_killer(img, killer, info, PARAMS.get("block_options", {}), 330)
 
 
+# -- several styles, a style from an open image ---------------------------------------------------
+
+
+def case_style_layer():
+    """Two styles with weights: a file and a layer of ANOTHER open image, of another precision
+    and mode (linear float greyscale). Neither the style image nor the file is touched."""
+    img = make_image(64, 48)
+    src = img.get_layers()[0]
+    style_img = make_image(40, 40, precision=Gimp.Precision.FLOAT_LINEAR, grey=True,
+                           name="Brushes")
+    style_before = snapshot(style_img)
+    before = snapshot(img)
+    r = run_proc(img, [src], **{"style-layer": style_img.get_layers()[0],
+                                "style-weights": "1, 3"})
+    added = new_layers(before, img)
+    r.update(source_unchanged=source_unchanged(before, img),
+             style_image_unchanged=snapshot(style_img) == style_before,
+             added=[layer_info(img, lay) for lay in added])
+    style_img.delete()
+    img.delete()
+    return r
+
+
+def case_bad_weights():
+    """Weights that do not fit the styles (three for two; all zero): one message each, before
+    any work, nothing added."""
+    img = make_image()
+    other = make_image(24, 24, name="Brushes")
+    before = snapshot(img)
+    out = {}
+    for key, weights in (("three_for_two", "1, 2, 3"), ("all_zero", "0 0")):
+        out[key] = run_proc(img, img.get_layers(), **{"style-layer": other.get_layers()[0],
+                                                      "style-weights": weights})
+    out["unchanged"] = snapshot(img) == before
+    other.delete()
+    img.delete()
+    return out
+
+
+def case_indexed_style():
+    """A layer of an indexed image as the style: one message saying how to convert it."""
+    img = make_image()
+    other = Gimp.Image.new(16, 16, Gimp.ImageBaseType.INDEXED)
+    lay = Gimp.Layer.new(other, "Palette", 16, 16, Gimp.ImageType.INDEXED_IMAGE, 100.0,
+                         Gimp.LayerMode.NORMAL)
+    other.insert_layer(lay, None, 0)
+    before = snapshot(img)
+    r = run_proc(img, img.get_layers(), **{"style-layer": lay})
+    r["unchanged"] = snapshot(img) == before
+    other.delete()
+    img.delete()
+    return r
+
+
+def case_closed_style_image():
+    """The style layer's image was closed before the run: one message, nothing added."""
+    img = make_image()
+    other = make_image(16, 16, name="Gone")
+    lay = other.get_layers()[0]
+    other.delete()
+    before = snapshot(img)
+    try:
+        r = run_proc(img, img.get_layers(), **{"style-layer": lay})
+    except Exception as e:  # noqa: BLE001 - GIMP may refuse the argument itself
+        r = dict(status="refused-by-gimp", message=f"{type(e).__name__}: {e}")
+    r["unchanged"] = snapshot(img) == before
+    img.delete()
+    return r
+
+
 CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16),
          ("float_grey", case_float_grey), ("two_layers", case_two_layers),
          ("mask", case_mask), ("indexed", case_indexed),
          ("missing_style", case_missing_style), ("corrupt_style", case_corrupt_style),
          ("no_style", case_no_style),
          ("broken_core", case_broken_core), ("crashing_core", case_crashing_core),
-         ("cancel", case_cancel), ("cancel_blocks", case_cancel_blocks)]
+         ("cancel", case_cancel), ("cancel_blocks", case_cancel_blocks),
+         ("style_layer", case_style_layer), ("bad_weights", case_bad_weights),
+         ("indexed_style", case_indexed_style), ("closed_style_image", case_closed_style_image)]
 
 
 def main():
