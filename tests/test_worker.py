@@ -3,6 +3,7 @@ small images (about a second of engine time each)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from PIL import Image
 
 from nst_core import protocol
 
@@ -26,8 +28,11 @@ from .worker_client import (
     engine_run,
     from_samples,
     gradient,
+    pixel_style,
     request,
     run_worker,
+    style_png,
+    style_values,
     to_samples,
 )
 
@@ -306,3 +311,121 @@ def test_a_bad_estimate_request_is_one_clear_error(tmp_path):
     w = run_worker(tmp_path, json.dumps(message).encode() + b"\n")
     assert w.final()["type"] == "error" and w.final()["kind"] == "bad_request"
     assert '"height"' in w.final()["message"] or '"width"' in w.final()["message"]
+
+
+# -- styles sent as pixels -----------------------------------------------------------------------
+
+
+def stylised(tmp_path, name: str, style) -> np.ndarray:
+    """The result of a small run of the same content with this one style."""
+    data = request(to_samples(gradient(40, 32, 3, "u8"), "u8"), 40, 32, 3, "u8", styles=[style])
+    return result_of(run_worker(tmp_path, data, name=name), 40, 32, 3, "u8").astype(np.float64)
+
+
+def png_of(values: np.ndarray, mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.round(values * 255).astype(np.uint8).squeeze(), mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_style_sent_as_pixels_paints_like_the_same_picture_sent_as_a_file(tmp_path):
+    """A layer of an open image sent as samples (u8 RGB, u16 RGBA) gives the file's result."""
+    picture = style_values()
+    from_file = stylised(tmp_path, "file", ("style.png", style_png()))
+    opaque = np.concatenate([picture, np.ones_like(picture[..., :1])], axis=2)
+    for name, values, fmt in [("u8", picture, "u8"), ("u16", opaque, "u16")]:
+        out = stylised(tmp_path, name, pixel_style(f"Layer {name}", values, fmt))
+        assert np.abs(out - from_file).max() <= 2, name  # 8-bit rounding at most
+
+
+def test_a_transparent_grey_style_layer_is_composited_over_white_like_a_file(tmp_path):
+    """f32 grey+alpha, half transparent: the same as a grey PNG with that transparency."""
+    values = np.zeros((48, 48, 2))
+    values[..., 0] = np.round(style_values(48)[..., 0] * 255) / 255
+    values[..., 1] = np.where(np.arange(48) < 24, 1.0, 0.0)[None, :]
+    from_file = stylised(tmp_path, "file", ("grey.png", png_of(values, "LA")))
+    out = stylised(tmp_path, "f32", pixel_style("Grey layer", values, "f32"))
+    assert np.abs(out - from_file).max() <= 2
+
+
+# -- previews ------------------------------------------------------------------------------------
+
+
+def images_of(worker: Worker) -> list[tuple[dict, np.ndarray]]:
+    return [(m, from_samples(p, "u8", m["height"], m["width"], 3).astype(np.float64) / 255)
+            for m, p in worker.messages if m["type"] == "image"]
+
+
+def test_a_preview_streams_the_painting_then_a_small_rgb_result(tmp_path):
+    """A 96x64 RGBA u16 layer with a selection and an f32 result asked: the preview is a 64 px
+    RGB u8 draft of it (mask and result format are for the real run), whose streamed images
+    move away from the content as the steps grow."""
+    w, h = 96, 64
+    content = gradient(w, h, 4, "u16")
+    mask = np.full((h, w), 255, dtype=np.uint8)
+    mask[:, :10] = 0
+    data = request(to_samples(content, "u16"), w, h, 4, "u16", mask=mask.tobytes(),
+                   result_format="f32", options=dict(FAST, iterations=500, preset="high"),
+                   preview={"size": 64})
+    worker = run_worker(tmp_path, data)
+    assert worker.proc.returncode == 0, worker.log_text()
+    assert set(worker.types()) == {"progress", "image", "result"}
+    assert worker.types()[-1] == "result"
+    streamed = images_of(worker)
+    assert len(streamed) >= 2
+    steps = [m["step"] for m, _ in streamed]
+    assert steps == sorted(steps) and len(set(m["steps"] for m, _ in streamed)) == 1
+    assert steps[-1] < streamed[0][0]["steps"] < 500  # the draft's iterations; the result last
+    for m, _ in streamed:
+        assert (m["width"], m["height"], m["channels"], m["format"]) == (64, 43, 3, "u8")
+    elapsed = worker.messages[-2][0]["elapsed_s"]
+    assert len(streamed) <= 3 * elapsed + 3, "more than ~3 images a second"
+    final = result_of_preview(worker, 64, 43)
+    small = np.asarray(Image.fromarray(to_8bit(content[..., :3])).resize((64, 43)),
+                       dtype=np.float64) / 255
+    distances = [np.abs(image - small).mean() for _, image in streamed] + [
+        np.abs(final - small).mean()]
+    assert distances[0] < distances[-1], distances
+    assert np.abs(final - small).mean() > 0.03, "the preview looks like the content"
+    assert "preview of 64 px" in worker.log_text()
+
+
+def result_of_preview(worker: Worker, width: int, height: int) -> np.ndarray:
+    header, payload = worker.messages[-1]
+    assert (header["width"], header["height"], header["channels"], header["format"]) == (
+        width, height, 3, "u8")
+    return from_samples(payload, "u8", height, width, 3).astype(np.float64) / 255
+
+
+def to_8bit(values: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("how", ["cancel", "close stdin"])
+def test_a_preview_stops_within_a_second_when_a_newer_one_replaces_it(tmp_path, how):
+    """The dialog cancels a running preview (or closes, closing stdin) after its first image."""
+    worker = Worker(tmp_path / "worker.log")
+    worker.send(request(to_samples(gradient(256, 192, 3, "u8"), "u8"), 256, 192, 3, "u8",
+                        preview={"size": 256}))
+    first = worker.until(lambda m: m["type"] == "image")
+    assert first, worker.log_text()
+    if how == "cancel":
+        worker.cancel()
+    else:
+        worker.proc.stdin.close()
+    assert_stopped_cancelled(worker, worker.wait_exit(30))
+    assert worker.final()["kind"] == "cancelled"
+
+
+def test_a_preview_keeping_the_content_colours_streams_them_too(tmp_path):
+    """colors=luminance: the engine paints luminance only; the streamed images, like the
+    result, are in the content's colours, not grey."""
+    content = gradient(48, 48, 3, "u8")
+    data = request(to_samples(content, "u8"), 48, 48, 3, "u8",
+                   options=dict(FAST, colors="luminance"), preview={"size": 64})
+    worker = run_worker(tmp_path, data)
+    assert worker.types()[-1] == "result", worker.log_text()
+    streamed = images_of(worker) + [(None, result_of_preview(worker, 64, 64))]
+    chroma = np.abs(content[..., 0] - content[..., 1]).mean()
+    for _, image in streamed:
+        assert np.abs(image[..., 0] - image[..., 1]).mean() > 0.5 * chroma
