@@ -87,7 +87,7 @@ MODEL_CHOICES = (
 STYLE_LOSS_CHOICES = (
     ("gram", "Gram matrices", "How most neural style transfer compares styles (the default)"),
     ("w2", "Wasserstein-2 (W2)",
-     "Compares the means and covariances of the style's features: often cleaner colors"),
+     "The distance between the feature distributions (their means and covariances)"),
 )
 DEVICE_CHOICES = (
     ("auto", "Automatic", "A GPU when there is one (CUDA or Apple), else the CPU"),
