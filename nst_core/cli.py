@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 
+from . import logs
 from .errors import Cancelled, ImageError, NSTError
 from .options import INITS, LAYERS, MODELS, PRESETS, Options, option_fields
 
@@ -190,7 +191,11 @@ def _check_step_files(output: Path, inputs) -> None:
 
     pattern = re.compile(re.escape(output.stem) + r"-step[0-9]+\.png")
     folder = output.parent
-    existing = [folder / n for n in os.listdir(folder) if pattern.fullmatch(n)]
+    try:
+        names = os.listdir(folder)
+    except OSError:  # a folder we may write but not list: no step image there can be an input
+        names = []
+    existing = [folder / n for n in names if pattern.fullmatch(n)]
     for what, source in inputs:
         source = Path(source)
         if (pattern.fullmatch(source.name) and same_file(source.parent, folder)) or \
@@ -268,23 +273,19 @@ COMMANDS = {"stylize": cmd_stylize, "weights": cmd_weights, "doctor": cmd_doctor
             "demo": cmd_demo, "worker": cmd_worker}
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
 def log_level(verbose: bool) -> int:
-    """NST_LOG_LEVEL if set (WARNING if not), at most INFO with -v. A value that is not a level
-    is reported and ignored: a setting meant for the log must not stop a run."""
-    text = os.environ.get("NST_LOG_LEVEL", "").strip().upper()
-    if text and text not in LOG_LEVELS:
-        print(f"nst: warning: NST_LOG_LEVEL={os.environ['NST_LOG_LEVEL']!r} is not one of "
-              f"{', '.join(LOG_LEVELS)}; ignoring it", file=sys.stderr)
-        text = ""
-    level = getattr(logging, text or "WARNING")
+    """NST_LOG_LEVEL if set (WARNING if not), at most INFO with -v."""
+    text, warning = logs.env_level("WARNING")
+    if warning:
+        print(f"nst: warning: {warning}", file=sys.stderr)
+    level = getattr(logging, text)
     return min(level, logging.INFO) if verbose else level
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":  # it sets up its own log (stderr, with the process id)
+        return cmd_worker(args)
     level = log_level(args.verbose)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level > logging.INFO:  # fetching the weights says what it does

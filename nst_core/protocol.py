@@ -70,6 +70,9 @@ PREVIEW_SIZES = (64, 512)  # the preview's long side: least, most
 PREVIEW_SIZE = 256
 MAX_PAYLOAD = 4 << 30
 MAX_SECONDS = 1e7
+# The fields of a "progress" message, in the order the docstring gives them.
+PROGRESS_FIELDS = ("phase", "scale", "scales", "iteration", "iterations", "step", "steps",
+                   "fraction", "loss", "eta_s", "elapsed_s")
 
 log = logging.getLogger("nst_core.protocol")
 
@@ -165,6 +168,11 @@ def _whole(d: dict, key: str, where: str, lo: int, hi: int, default=_REQUIRED,
     if v > hi:
         raise over(f'{where} "{key}" of {v} is over the limit of {hi}')
     return v
+
+
+def _side(d: dict, key: str, where: str) -> int:
+    """A width or height in pixels: over MAX_SIDE is too_large, whatever carries it."""
+    return _whole(d, key, where, 1, MAX_SIDE, over=TooLargeError)
 
 
 def _seconds(d: dict, key: str, where: str, default=_REQUIRED) -> float | None:
@@ -302,8 +310,8 @@ def _style(value, i: int) -> Style:
             raise TooLargeError(f"style image {name!r} is {size} bytes, over the limit of "
                                 f"{MAX_STYLE_BYTES} bytes")
         return Style(name, size)
-    width = _whole(s, "width", where, 1, MAX_SIDE, over=TooLargeError)
-    height = _whole(s, "height", where, 1, MAX_SIDE, over=TooLargeError)
+    width = _side(s, "width", where)
+    height = _side(s, "height", where)
     channels = _whole(s, "channels", where, 1, 4)
     fmt = _format(s, "format", where)
     size = width * height * channels * SAMPLE_BYTES[fmt]
@@ -339,8 +347,8 @@ def parse_request(header: dict) -> Request:
     _version(header)
     content = _object(_get(header, "content", where), "content",
                       ("width", "height", "channels", "format"))
-    width = _whole(content, "width", "content", 1, MAX_SIDE, over=TooLargeError)
-    height = _whole(content, "height", "content", 1, MAX_SIDE, over=TooLargeError)
+    width = _side(content, "width", "content")
+    height = _side(content, "height", "content")
     channels = _whole(content, "channels", "content", 1, 4)
     fmt = _format(content, "format", "content")
 
@@ -360,8 +368,8 @@ def parse_request(header: dict) -> Request:
     mask_format = None
     if mask is not None:
         mask = _object(mask, 'the request\'s "mask"', ("width", "height", "channels", "format"))
-        mw = _whole(mask, "width", "mask", 1, MAX_SIDE)
-        mh = _whole(mask, "height", "mask", 1, MAX_SIDE)
+        mw = _side(mask, "width", "mask")
+        mh = _side(mask, "height", "mask")
         if (mw, mh) != (width, height):
             raise ProtocolError(f"the mask is {mw}x{mh} but the content is {width}x{height}")
         _whole(mask, "channels", "mask", 1, 1, default=1)
@@ -403,16 +411,16 @@ def parse_estimate(header: dict) -> EstimateRequest:
     if _get(header, "payload", where, 0) != 0:
         raise ProtocolError("an estimate request carries no payload")
     content = _object(_get(header, "content", where), "content", ("width", "height"))
-    width = _whole(content, "width", "content", 1, MAX_SIDE)
-    height = _whole(content, "height", "content", 1, MAX_SIDE)
+    width = _side(content, "width", "content")
+    height = _side(content, "height", "content")
     styles = _get(header, "styles", where, [])
     if not isinstance(styles, list) or len(styles) > MAX_STYLES:
         raise ProtocolError(f'{where}\'s "styles" must be a list of at most {MAX_STYLES} sizes')
     sizes = []
     for i, s in enumerate(styles, 1):
         s = _object(s, f"style {i}", ("width", "height"))
-        sizes.append((_whole(s, "width", f"style {i}", 1, MAX_SIDE),
-                      _whole(s, "height", f"style {i}", 1, MAX_SIDE)))
+        sizes.append((_side(s, "width", f"style {i}"),
+                      _side(s, "height", f"style {i}")))
     limit = _seconds(header, "auto_seconds", where, 180)
     return EstimateRequest(_options(header, where), width, height, sizes, limit)
 

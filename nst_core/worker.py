@@ -25,19 +25,17 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import pixels, protocol
+from . import logs, pixels, protocol
 from .errors import Cancelled, NSTError, ProtocolError, TooLargeError
 
 log = logging.getLogger("nst_core.worker")
 
-GRACE_S = 1.0  # after a stop request the engine gets this long, then the process exits hard
+GRACE_S = 0.7  # after a stop request the engine gets this long, then the process exits hard
+# (with the 0.2 s the watchdog may wait to send its message, the core is gone within a second)
 PARENT_POLL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress messages a second (plus every phase/scale change)
 IMAGE_INTERVAL_S = 0.33  # a preview's images: at most ~3 a second (plus one after each scale)
 PREVIEW_ITERATIONS = None  # a preview's total iterations; None: the draft preset's own
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-PROGRESS_FIELDS = ("phase", "scale", "scales", "iteration", "iterations", "step", "steps",
-                   "fraction", "loss", "eta_s", "elapsed_s")
 STOP_REASONS = {
     "cancel": "the plug-in asked the core to stop",
     "stdin": "the plug-in closed its connection to the core",
@@ -132,7 +130,7 @@ class Session:
         self.stop_reason: str | None = None
         self.final_sent = False
         self.output_broken = False
-        self.last_progress: dict = {k: None for k in PROGRESS_FIELDS}
+        self.last_progress: dict = {k: None for k in protocol.PROGRESS_FIELDS}
         self.last_progress_sent = 0.0
 
     # output
@@ -213,7 +211,7 @@ class Session:
     def _watchdog(self) -> None:
         if self.done.wait(GRACE_S):
             return
-        log.error("the core did not stop within %.0f s; exiting now", GRACE_S)
+        log.error("the core did not stop within %.1f s; exiting now", GRACE_S)
         # Tell the plug-in why, unless stdout is blocked or the answer is already on its way.
         if self.out.acquire(timeout=0.2):  # never released: the process ends here
             with self.state:
@@ -452,12 +450,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         prog="nst worker",
         description="Serve one stylisation request from a GIMP plug-in on stdin/stdout "
                     "(the wire format is in nst_core/protocol.py); stderr is the log.")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.upper,
+    parser.add_argument("--log-level", choices=logs.LEVELS, type=str.upper,
                         help="default: $NST_LOG_LEVEL, else INFO")
     args = parser.parse_args(argv)
-    # The environment must not stop the core from answering: a bad value is logged, not fatal.
-    env_level = os.environ.get("NST_LOG_LEVEL", "INFO").strip().upper()
-    level = args.log_level or (env_level if env_level in LOG_LEVELS else "INFO")
+    env_level, warning = logs.env_level("INFO")
 
     # The protocol owns the real stdout; anything printed (by us, torch or C code) goes to the log.
     sys.stdout.flush()
@@ -469,10 +465,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     out_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    _setup_logging(level)
-    if not args.log_level and env_level not in LOG_LEVELS:
-        log.warning("NST_LOG_LEVEL=%r is not one of %s; logging at INFO",
-                    os.environ["NST_LOG_LEVEL"], ", ".join(LOG_LEVELS))
+    _setup_logging(args.log_level or env_level)
+    if warning and not args.log_level:
+        log.warning("%s", warning)
     from . import __version__
 
     log.info("nst_core %s worker, Python %s, pid %d", __version__, sys.version.split()[0],
