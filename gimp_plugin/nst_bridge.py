@@ -50,6 +50,7 @@ DEVICES = nst_options.choice_values("device")
 # that does; "layer" = the layer's own size; "custom" = `size` px (long side).
 SIZE_MODES = nst_options.choice_values("size_mode")
 AUTO_SECONDS = 180
+PREVIEW_SIZE = 256  # the live preview's long side (the core takes 64..512)
 MAX_SIZE = nst_options.MAX_SIZE
 # The options sent to the core, with the plug-ins' defaults.
 DEFAULTS = dict((o.name, o.default) for o in nst_options.OPTIONS if o.core)
@@ -249,7 +250,8 @@ def _image_bytes(image, what, channels=None):
         if channels is None:
             channels = int(image["channels"])
         data = image["data"]
-        size = len(data)
+        view = memoryview(data)  # bytes-like only: text or numbers would fail in the writer
+        size = len(view) * view.itemsize
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise BridgeError("bad_request", "The %s is not a dict(width, height, channels, format, "
                                          "data) (%s)." % (what, e))
@@ -524,6 +526,8 @@ def _check(message, answer, expected):
     kind = message["type"]
     if kind == answer == "result":
         return _check_result(message, expected)
+    if answer == "preview" and kind in ("image", "result"):
+        return _check_picture(message, expected["size"])
     if "payload" in message and not _integer(message["payload"], 0, 0):
         raise _Broken("its %s message carries an unexpected payload" % _brief(kind))
     if kind in ("result", "estimate") and kind != answer:
@@ -562,6 +566,16 @@ def _check_result(message, expected):
     return message
 
 
+def _check_picture(message, limit):
+    """A preview's picture (each "image" and its "result"): RGB u8, at most `limit` px a side."""
+    w, h = message.get("width"), message.get("height")
+    if not (_integer(w, 1, limit) and _integer(h, 1, limit) and message.get("channels") == 3
+            and message.get("format") == "u8"
+            and _integer(message.get("payload"), w * h * 3, w * h * 3)):
+        raise _Broken("its preview picture is not RGB u8 of at most %d px a side" % limit)
+    return message
+
+
 def _check_estimate(message):
     """The estimate's fields as the plug-ins use them (estimated_seconds takes logarithms)."""
     device, table = message.get("device"), message.get("table")
@@ -593,7 +607,7 @@ class _Reader(threading.Thread):
         threading.Thread.__init__(self, name="nst-bridge-reader")
         self.daemon = True
         self.stream = stream
-        self.answer = answer  # "result" or "estimate"
+        self.answer = answer  # "result", "preview" (streamed images, then a result), "estimate"
         self.expected = expected  # the result's dict(width, height, channels, format)
         self.answered = False
         self.queue = queue.Queue()
@@ -628,7 +642,7 @@ class _Reader(threading.Thread):
                           % _printable(line[:80].decode("utf-8", "replace").strip(), 80))
         message = _check(message, self.answer, self.expected)
         payload = None
-        if message["type"] == "result":
+        if message["type"] in ("result", "image"):
             payload = self._read(message["payload"])
         self.answered = message["type"] in ("result", "estimate", "error")
         return message, payload
@@ -659,8 +673,9 @@ class _Writer(threading.Thread):
             for part in self.parts:
                 self.stream.write(part)
             self.stream.flush()
-        except (IOError, OSError, ValueError) as e:  # the core stopped reading: it will say why
+        except Exception as e:  # noqa: BLE001 - mostly: the core stopped reading; it says why
             self.error = e
+            _close(self.stream)  # a request cut short: the core reports it, never waits
         self.parts = None
 
     def send_cancel(self):
@@ -742,10 +757,11 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
     mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text)
     and should_cancel() are called from this (the calling) thread. Raises BridgeError."""
     command = find_core_command(config_dir)
+    _check_options(options)
     content_info, content_data = _image_bytes(content, "layer's pixel data")
     result_format = result_format or content_info["format"]
-    if result_format not in SAMPLE_BYTES:
-        raise BridgeError("bad_request", "Unknown result format %r." % (result_format,))
+    if not (isinstance(result_format, _TEXT) and result_format in SAMPLE_BYTES):
+        raise BridgeError("bad_request", "Unknown result format %s." % _brief(result_format))
     mask_info, mask_data = None, b""
     if mask is not None:
         mask_info, mask_data = _image_bytes(mask, "selection mask", channels=1)
@@ -753,24 +769,55 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
         if (mask_info["width"], mask_info["height"]) != (content_info["width"],
                                                          content_info["height"]):
             raise BridgeError("bad_request", "The selection mask's size differs from the layer's.")
+    request, parts = _request(options, content_info, content_data, style_paths)
+    request.update(mask=mask_info, result={"format": result_format})
+    if (options or {}).get("size_mode") == "auto":  # the core picks the largest size that
+        request["auto_seconds"] = AUTO_SECONDS  # takes at most a few minutes
+    if mask_info:
+        parts.append(mask_data)
+    request["payload"] = sum(len(p) for p in parts)
+    _check_executable(command)
+    expected = dict(content_info, format=result_format)
+    return _exchange(command, [_header(request)] + parts, "result", expected, on_progress,
+                     should_cancel)
+
+
+def preview(options, content, style_paths, on_image, should_cancel=None, size=PREVIEW_SIZE,
+            on_progress=None, config_dir=None):
+    """A quick draft of `options` at `size` px (long side) for a dialog's preview: the core
+    streams the picture as it paints it. on_image(width, height, rgb_bytes) is called (from
+    this thread) with each picture, RGB u8, the last one the finished preview, which is also
+    returned as dict(width, height, channels=3, format="u8", data). content: a thumbnail of
+    the layer, like run()'s content. Raises BridgeError (kind "cancelled" when should_cancel()
+    said so)."""
+    command = find_core_command(config_dir)
+    _check_options(options)
+    content_info, content_data = _image_bytes(content, "layer's thumbnail")
+    request, parts = _request(options, content_info, content_data, style_paths)
+    request.update(preview={"size": int(size)}, payload=sum(len(p) for p in parts))
+    _check_executable(command)
+    result = _exchange(command, [_header(request)] + parts, "preview", dict(size=int(size)),
+                       on_progress, should_cancel, on_image)
+    on_image(result["width"], result["height"], result["data"])
+    return result
+
+
+def _check_options(options):
+    if options is not None and not isinstance(options, dict):
+        raise BridgeError("bad_option", "The options must be a dict of plug-in values, not %s."
+                          % _brief(options))
+
+
+def _request(options, content_info, content_data, style_paths):
+    """The request's header fields and payload parts common to runs and previews."""
     styles, style_data = _read_styles(style_paths)
     opts = core_options(options)
     blend = style_blend((options or {}).get("style_weights"), len(styles))
     if blend is not None:
         opts["style_blend"] = blend
-    auto = (options or {}).get("size_mode") == "auto"
-    _check_executable(command)
-
     request = {"type": "request", "protocol": PROTOCOL, "options": opts,
-               "content": content_info, "styles": styles, "mask": mask_info,
-               "result": {"format": result_format}}
-    if auto:  # the core picks the largest size that takes at most a few minutes
-        request["auto_seconds"] = AUTO_SECONDS
-    request["payload"] = (len(content_data) + sum(len(d) for d in style_data)
-                          + len(mask_data))
-    parts = [_header(request), content_data] + style_data + ([mask_data] if mask_info else [])
-    expected = dict(content_info, format=result_format)
-    return _exchange(command, parts, "result", expected, on_progress, should_cancel)
+               "content": content_info, "styles": styles}
+    return request, [content_data] + style_data
 
 
 def estimate(options, width, height, config_dir=None, timeout=120.0):
@@ -829,9 +876,10 @@ def format_duration(seconds):
     return "about %d h %02d min" % (minutes // 60, minutes % 60)
 
 
-def _exchange(command, parts, answer, expected, on_progress, should_cancel):
+def _exchange(command, parts, answer, expected, on_progress, should_cancel, on_image=None):
     """Start the core, send `parts`, and return its answer: a "result" (then `expected` is its
-    dict(width, height, channels, format)) or an "estimate"."""
+    dict(width, height, channels, format)), a "preview" (expected: dict(size); on_image gets
+    each streamed picture) or an "estimate"."""
     log_fd, log_path = _new_log()
     try:
         os.write(log_fd, _note_line("starting %s" % (command,)))
@@ -850,7 +898,7 @@ def _exchange(command, parts, answer, expected, on_progress, should_cancel):
     try:
         reader.start()
         writer.start()
-        return _talk(proc, reader, writer, log_path, on_progress, should_cancel)
+        return _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image)
     finally:
         _stop(proc)
         writer.join(1.0)
@@ -860,7 +908,7 @@ def _exchange(command, parts, answer, expected, on_progress, should_cancel):
         _log_note(log_path, "core %s" % _exit_description(proc.returncode))
 
 
-def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
+def _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image):
     answer, payload, deadline, fraction = None, None, None, 0.0
     while deadline is None or _monotonic() < deadline:
         if should_cancel is not None and should_cancel():
@@ -882,6 +930,8 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel):
             if on_progress is not None:  # a NaN fraction keeps the bar where it was
                 fraction = _clamp(message.get("fraction"), 0.0, 1.0, fraction)
                 on_progress(fraction, progress_text(message))
+        elif message["type"] == "image" and on_image is not None:
+            on_image(message["width"], message["height"], item[2])
         elif message["type"] in ("result", "estimate", "error"):
             answer, payload = message, item[2]
             deadline = _monotonic() + EXIT_WAIT_S  # to close its output; then it is stopped

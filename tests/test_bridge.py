@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -1131,3 +1132,102 @@ def test_device_advice_is_in_the_dialogs_words(tmp_path):
     assert "Choose Device: CPU or Automatic in the dialog" in e.value.message
     assert "free some memory or raise the Memory limit in the dialog" == nst_bridge.plugin_wording(
         "free some memory or raise --max-memory")
+
+
+# -- requests a script can get wrong, and the live preview -----------------------------------------
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda d, s: nst_bridge.run({}, content(), [s], result_format=["u8"], config_dir=d),
+     "result format"),
+    (lambda d, s: nst_bridge.run([("preset", "draft")], content(), [s], config_dir=d),
+     "options must be a dict"),
+    (lambda d, s: nst_bridge.run({}, dict(content(), data="not bytes"), [s], config_dir=d),
+     "layer's pixel data"),
+    (lambda d, s: nst_bridge.preview({}, dict(content(), data=12), [s], lambda *a: None,
+                                     config_dir=d), "thumbnail"),
+])
+def test_a_request_a_script_gets_wrong_is_one_error_before_the_core_starts(tmp_path, call,
+                                                                          words):
+    """Wrong types from a script: one BridgeError naming the value, never a raw exception or
+    a core left waiting for the rest of a request."""
+    config = fake_core(tmp_path, "import sys, time; time.sleep(60)")  # must never be started
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        call(config, style_file(tmp_path))
+    assert words in e.value.message
+    assert not logs(tmp_path)  # no core was started
+
+
+def test_a_preview_with_a_fake_core_streams_pictures_then_the_finished_one(tmp_path):
+    script = textwrap.dedent("""
+        import json, sys
+        header = json.loads(sys.stdin.buffer.readline())
+        sys.stdin.buffer.read(header["payload"])
+        out = sys.stdout.buffer
+        for step, shade in ((1, 10), (2, 20)):
+            out.write(json.dumps({"type": "image", "width": 4, "height": 2, "channels": 3,
+                                  "format": "u8", "step": step, "steps": 3,
+                                  "payload": 24}).encode() + b"\\n" + bytes([shade]) * 24)
+        out.write(json.dumps({"type": "result", "width": 4, "height": 2, "channels": 3,
+                              "format": "u8", "payload": 24}).encode() + b"\\n" + b"\\x1e" * 24)
+        out.flush()
+        sys.stderr.write(json.dumps(header["preview"]) + "\\n")
+    """)
+    seen = []
+    result = nst_bridge.preview({"preset": "high"}, content(), [style_file(tmp_path)],
+                                lambda w, h, data: seen.append((w, h, data[0])), size=64,
+                                config_dir=fake_core(tmp_path, script))
+    assert seen == [(4, 2, 10), (4, 2, 20), (4, 2, 30)]
+    assert result["data"] == b"\x1e" * 24
+    assert '{"size": 64}' in logs(tmp_path)[0].read_text()
+
+
+@pytest.mark.parametrize("image", [
+    {"type": "image", "width": 4, "height": 2, "channels": 4, "format": "u8", "payload": 32},
+    {"type": "result", "width": 999, "height": 2, "channels": 3, "format": "u8", "payload": 5994},
+    {"type": "image", "width": 4, "height": 2, "channels": 3, "format": "u16", "payload": 48},
+])
+def test_a_preview_picture_that_is_not_rgb_u8_of_the_size_is_one_error(tmp_path, image):
+    script = ("import json, sys; h = json.loads(sys.stdin.buffer.readline()); "
+              "sys.stdin.buffer.read(h['payload']); "
+              f"sys.stdout.buffer.write(json.dumps({image!r}).encode() + b'\\n' "
+              f"+ bytes({image['payload']})); sys.stdout.flush()")
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.preview({}, content(), [style_file(tmp_path)], lambda *a: None, size=64,
+                           config_dir=fake_core(tmp_path, script))
+    assert "preview picture" in e.value.message
+
+
+@pytest.mark.slow
+def test_a_preview_from_the_real_core_and_a_cancel_of_the_next(tmp_path):
+    config = core_config(tmp_path, CORE)
+    seen = []
+    result = nst_bridge.preview({"preset": "standard", "seed": 3}, content(96, 64),
+                                [style_file(tmp_path)], lambda w, h, d: seen.append((w, h)),
+                                size=64, config_dir=config)
+    assert (result["width"], result["height"]) == (64, 43)
+    assert len(result["data"]) == 64 * 43 * 3
+    assert len(seen) >= 2 and seen[-1] == (64, 43)
+    # A newer preview (or the dialog closing) cancels a running one: one "cancelled" error.
+    started = []
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.preview({}, content(96, 64), [style_file(tmp_path)],
+                           lambda *a: started.append(1), size=256, config_dir=config,
+                           should_cancel=lambda: bool(started))
+    assert e.value.kind == "cancelled"
+
+
+def test_the_bridges_copy_of_the_wire_format_is_the_cores():
+    """GIMP's Python cannot import nst_core, so the bridge repeats the protocol's constants;
+    they must stay equal to the one definition in nst_core/protocol.py."""
+    from nst_core import errors, protocol
+
+    assert nst_bridge.PROTOCOL == protocol.VERSION
+    assert nst_bridge.SAMPLE_BYTES == protocol.SAMPLE_BYTES
+    assert nst_bridge.PROGRESS_FIELDS == protocol.PROGRESS_FIELDS
+    assert (nst_bridge.MAX_HEADER, nst_bridge.MAX_STYLE_BYTES, nst_bridge.MAX_SIDE) == (
+        protocol.MAX_HEADER, protocol.MAX_STYLE_BYTES, protocol.MAX_SIDE)
+    assert protocol.PREVIEW_SIZES[0] <= nst_bridge.PREVIEW_SIZE <= protocol.PREVIEW_SIZES[-1]
+    kinds = {c.kind for c in vars(errors).values()
+             if isinstance(c, type) and issubclass(c, errors.NSTError)}
+    assert set(nst_bridge.CORE_KINDS) == kinds
