@@ -369,3 +369,16 @@ def test_one_undo_removes_everything_a_run_added(gui_run):
     assert undo["layers"] == two["before"]
     redo = gui_run["steps"]["redo"]
     assert redo["redone"] and redo["layers"] == two["after"], redo
+
+
+def test_the_dialogs_preview_paints_a_draft(gui_run):
+    st = gui_run["steps"]["preview-painted"]
+    assert st["previews"] >= 1 and st["painted"], st
+    assert st["status"] == "cancel" and st["layers"] == ["Photo"], st  # nothing added
+
+
+def test_closing_the_dialog_stops_a_running_preview(gui_run):
+    st = gui_run["steps"]["preview-closed"]
+    assert st["cancelled"] and not st["finished"], st
+    assert st["stopped"], st  # no core left running
+    assert st["layers"] == ["Photo"], st

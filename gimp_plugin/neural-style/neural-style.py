@@ -18,6 +18,7 @@
 
 import os
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +27,9 @@ import gi  # noqa: E402
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gegl", "0.4")
-from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+gi.require_version("Gtk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
+from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 try:  # nst_options.py (the arguments) and nst_bridge.py (the core) live in this folder
     import nst_bridge  # noqa: E402
@@ -157,9 +160,10 @@ def _style_files(config):
     return paths
 
 
-def _style_pixels(drawable):
+def _style_pixels(drawable, thumbnail=None):
     """A layer (or any drawable) of any open image as a style for the core: its pixels at its
-    own image's precision, with alpha, like the content."""
+    own image's precision, with alpha, like the content; or, for a preview, an 8-bit thumbnail
+    at most `thumbnail` px a side."""
     if not drawable.is_valid():
         raise ValueError("The style layer is no longer there (its image was closed or the layer "
                          "deleted): choose another one, or none.")
@@ -168,12 +172,36 @@ def _style_pixels(drawable):
     if refusal:
         raise ValueError(f"The style layer \"{drawable.get_name()}\" cannot be used: its "
                          + refusal.split(", and this ", 1)[1])
+    if thumbnail:
+        return dict(_thumbnail(drawable, thumbnail), name=drawable.get_name())
     babl_type, sample_format = _sample_type(image)
     grey = image.get_base_type() == Gimp.ImageBaseType.GRAY
     w, h = drawable.get_width(), drawable.get_height()
     fmt = ("Y'A " if grey else "R'G'B'A ") + babl_type
     return dict(width=w, height=h, channels=2 if grey else 4, format=sample_format,
                 data=_read(drawable, 0, 0, w, h, fmt), name=drawable.get_name())
+
+
+def _thumbnail(drawable, size):
+    """GIMP's own 8-bit thumbnail of a drawable, at most `size` px a side, as pixels."""
+    data, w, h, bpp = drawable.get_thumbnail_data(size, size)
+    return dict(width=w, height=h, channels=bpp, format="u8", data=data.get_data())
+
+
+def _settings(config, thumbnail=None):
+    """(core options, styles, style names) from the dialog's values, checked before any work:
+    the style files, then a layer of any open image. Raises ValueError or BridgeError."""
+    styles = _style_files(config)
+    names = [_style_stem(path) for path in styles]
+    style_layer = config.get_property("style-layer")
+    if style_layer is not None:
+        styles.append(_style_pixels(style_layer, thumbnail))
+        names.append(styles[-1]["name"])
+    options = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
+                   if o.core or o.name == "style_weights")
+    if styles:
+        nst_bridge.style_blend(options["style_weights"], len(styles))
+    return options, styles, names
 
 
 def _estimate_text(answer, config, width, height):
@@ -207,6 +235,101 @@ def _dialog_fields():
     return names
 
 
+class _Preview:
+    """The dialog's live preview: a quick draft of the current settings on a thumbnail of the
+    layer, painted by the core in a thread while the user works. Every change of the settings
+    (after a short pause, so a dragged slider starts one run) starts a new one and cancels the
+    running one, as closing the dialog does. The thread never touches GTK: it hands each
+    picture the core streams to GTK's own thread with GLib.idle_add."""
+
+    PAUSE_MS = 700
+
+    def __init__(self, config, layer):
+        self.config, self.layer = config, layer
+        # Never larger than the layer (the core takes 64 px and more).
+        long_side = max(layer.get_width(), layer.get_height())
+        self.size = max(64, min(nst_bridge.PREVIEW_SIZE, long_side))
+        self.generation = 0  # of the settings; a preview of an older one is cancelled
+        self.timer = None
+        self.image = Gtk.Image()
+        self.image.set_size_request(nst_bridge.PREVIEW_SIZE, nst_bridge.PREVIEW_SIZE)
+        self.status = Gtk.Label(label="")
+        self.status.set_line_wrap(True)
+        self.status.set_max_width_chars(40)
+        self.live = Gtk.CheckButton.new_with_mnemonic("Li_ve preview")
+        self.live.set_active(True)
+        self.live.connect("toggled", self.changed)
+        box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+        for widget in (self.image, self.status, self.live):
+            box.pack_start(widget, False, False, 0)
+        self.widget = Gtk.Frame(label="Preview (quick draft)")
+        self.widget.add(box)
+        config.connect("notify", self.changed)
+        self.changed()
+
+    def changed(self, *_):
+        self.generation += 1
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+        self.timer = GLib.timeout_add(self.PAUSE_MS, self.start)
+
+    def close(self):
+        self.generation += 1  # the running preview's core is stopped within a second
+        if self.timer is not None:
+            GLib.source_remove(self.timer)
+            self.timer = None
+
+    def start(self):
+        self.timer = None
+        if not self.live.get_active():
+            self.status.set_text("")
+            return False
+        try:
+            options, styles, _ = _settings(self.config, thumbnail=2 * self.size)
+            content = _thumbnail(self.layer, self.size)
+        except (ValueError, nst_bridge.BridgeError) as e:
+            self.status.set_text(getattr(e, "message", None) or str(e))
+            return False
+        if not styles:
+            self.status.set_text("Choose a style image to see a preview.")
+            return False
+        self.status.set_text("Painting a quick draft...")
+        threading.Thread(target=self.paint, args=(self.generation, options, content, styles),
+                         daemon=True).start()
+        return False  # a one-shot timer
+
+    def paint(self, generation, options, content, styles):  # in its own thread: no GTK here
+        def stale():
+            return generation != self.generation
+
+        def on_image(width, height, data):
+            GLib.idle_add(self.show, generation, width, height, data)
+
+        def on_progress(fraction, text):
+            GLib.idle_add(self.say, generation, f"Painting a quick draft: {fraction:.0%}")
+
+        try:
+            nst_bridge.preview(options, content, styles, on_image, should_cancel=stale,
+                               on_progress=on_progress, size=self.size)
+            GLib.idle_add(self.say, generation, "Quick draft: the run paints it in full.")
+        except nst_bridge.BridgeError as e:
+            if e.kind != "cancelled":
+                GLib.idle_add(self.say, generation, e.message)
+
+    def show(self, generation, width, height, data):
+        if generation == self.generation:
+            pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(data),
+                                                     GdkPixbuf.Colorspace.RGB, False, 8,
+                                                     width, height, width * 3)
+            self.image.set_from_pixbuf(pixbuf)
+        return False
+
+    def say(self, generation, text):
+        if generation == self.generation:
+            self.status.set_text(text)
+        return False
+
+
 def _show_dialog(procedure, config, layers):
     GimpUi.init("neural-style.py")
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
@@ -230,13 +353,17 @@ def _show_dialog(procedure, config, layers):
         label.set_text(_estimate_text(answer, config, width, height))
 
     config.connect("notify", update)
-    # The settings are one box, so that a preview can be put beside it (fill_box "main" with
-    # ["settings", "preview"], set_orientation "main" horizontal).
     dialog.fill_box("settings", _dialog_fields())
     dialog.fill(["settings"])
-    ok = dialog.run()
-    dialog.destroy()
-    return ok
+    largest = max(layers, key=lambda lay: lay.get_width() * lay.get_height())
+    preview = _Preview(config, largest)
+    dialog.get_content_area().pack_start(preview.widget, False, False, 6)
+    preview.widget.show_all()
+    try:
+        return dialog.run()
+    finally:
+        preview.close()
+        dialog.destroy()
 
 
 def neural_style(procedure, run_mode, image, drawables, config, data):
@@ -255,18 +382,8 @@ def neural_style(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config, layers):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
 
-    # The styles, checked before any work: files, then a layer of any open image.
     try:
-        styles = _style_files(config)
-        names = [_style_stem(path) for path in styles]
-        style_layer = config.get_property("style-layer")
-        if style_layer is not None:
-            styles.append(_style_pixels(style_layer))
-            names.append(styles[-1]["name"])
-        options = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
-                       if o.core or o.name == "style_weights")
-        if styles:
-            nst_bridge.style_blend(options["style_weights"], len(styles))
+        options, styles, names = _settings(config)
     except ValueError as e:
         return _error(procedure, str(e))
     except nst_bridge.BridgeError as e:

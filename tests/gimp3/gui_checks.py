@@ -4,12 +4,17 @@
 # folder). What only the GUI can show is checked here:
 #   - the dialog opens (INTERACTIVE) with the caller's values and runs on OK;
 #   - GIMP remembers the values: a WITH_LAST_VALS run without a style file uses the last one;
-#   - one Ctrl+Z removes everything a run added (two layers here), Ctrl+Y brings it back.
+#   - one Ctrl+Z removes everything a run added (two layers here), Ctrl+Y brings it back;
+#   - the dialog's live preview: its core paints a picture, and closing the dialog while one
+#     paints stops that core (the image is left as it was).
 # "screenshot" mode only opens a photo and the dialog, for docs/gimp-dialog.png.
 # Parameters: the JSON file named by $NST_GIMP_TEST_PARAMS; results: JSON to params["out"].
 
+import glob
 import json
 import os
+import tempfile
+import threading
 import time
 import traceback
 
@@ -113,8 +118,74 @@ def run_proc(img, drawables, run_mode, style=None, **options):
                 message=res.index(1) if res.length() > 1 else None)
 
 
+# The bridge's per-run core logs (nst_bridge.log_dir), where a preview's core says what it did.
+LOGS = os.path.join(tempfile.gettempdir(), f"neural-style-gimp-{os.getuid()}")
+
+
+def core_logs():
+    return set(glob.glob(os.path.join(LOGS, "core-*.log")))
+
+
+def preview_logs(since):
+    """The text of each preview core's log that is not in `since`."""
+    texts = []
+    for path in sorted(core_logs() - since):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if "preview of" in text:
+            texts.append(text)
+    return texts
+
+
+def core_running():
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"nst_core.worker" in f.read():
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def when_preview_log_says(since, words, action, timeout=240):
+    """Once a preview core's log has `words`, ask the driver for `action` (from a thread: the
+    dialog blocks this one)."""
+    def watch():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not any(words in t for t in preview_logs(since)):
+            time.sleep(0.2)
+        request(action, wait=False)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def preview_checks(opts):
+    # The preview paints a picture: its core sends a finished draft; then Cancel.
+    img = make_image()
+    Gimp.Display.new(img)
+    since = core_logs()
+    when_preview_log_says(since, "sent the result", "dialog-cancel")
+    r = run_proc(img, img.get_layers(), Gimp.RunMode.INTERACTIVE, style=PARAMS["style"], **opts)
+    logs = preview_logs(since)
+    step("preview-painted", previews=len(logs), layers=names(img),
+         painted=any("sent the result" in t for t in logs), **r)
+    # Closing the dialog while a (larger) preview paints stops its core.
+    big = make_image(width=480, height=360)
+    Gimp.Display.new(big)
+    since = core_logs()
+    when_preview_log_says(since, "scale 1/", "dialog-cancel")
+    r = run_proc(big, big.get_layers(), Gimp.RunMode.INTERACTIVE, style=PARAMS["style"], **opts)
+    t_closed = time.monotonic()
+    stopped = wait_for(lambda: not core_running(), timeout=15)
+    logs = preview_logs(since)
+    step("preview-closed", stopped=stopped, stopped_s=round(time.monotonic() - t_closed, 2),
+         layers=names(big), finished=any("sent the result" in t for t in logs),
+         cancelled=any("stop requested" in t for t in logs), **r)
+
+
 def test_mode():
     opts = dict(PARAMS["options"])
+    preview_checks(opts)
     # 1. INTERACTIVE: the dialog opens with these values; the driver presses OK.
     img = make_image()
     Gimp.Display.new(img)
@@ -163,10 +234,10 @@ def screenshot_mode():
     Gimp.Display.new(img)
     Gimp.displays_flush()
     step("maximize", ack=request("maximize"))
-    n = request("screenshot", wait=False)
+    when_preview_log_says(core_logs(), "sent the result", "screenshot")  # the preview painted
     r = run_proc(img, img.get_layers(), Gimp.RunMode.INTERACTIVE, style=PARAMS["style"],
                  **PARAMS["options"])
-    step("screenshot", ack=wait_ack(n, 5), **r)
+    step("screenshot", **r)
 
 
 try:

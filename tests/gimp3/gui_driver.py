@@ -60,7 +60,9 @@ def dialog(action):
     if window is None:
         return "no dialog"
     time.sleep(1.5)  # let it draw
-    if action == "screenshot":
+    if action == "dialog-cancel":
+        press(window, "Escape")
+    elif action == "screenshot":
         xdo("mousemove", "1279", "799")
         time.sleep(1.5)
         shutil.copyfile(os.path.join(FB_DIR, "Xvfb_screen0"), os.path.join(WORK, "screen.xwd"))
@@ -122,7 +124,7 @@ def main():
                 done.add(name)
                 n, action = name[4:7], name[8:]
                 log("request", n, action)
-                if action in ("dialog-ok", "screenshot"):
+                if action in ("dialog-ok", "dialog-cancel", "screenshot"):
                     answer = dialog(action)
                 elif action == "undo":
                     answer = image_window_key("ctrl+z")
