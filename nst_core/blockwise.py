@@ -1,16 +1,17 @@
 """The whole-image objective and its gradient, evaluated block by block.
 
 This is Galerne, Raad, Lezama and Morel's "Scaling Painting Style Transfer" in our terms (see
-DESIGN.md section 8). Every term of the objective is a sum over positions: the Gram matrices
-G = (1/CHW) sum_p f_p f_p^T, the content MSE and (on the whole image, where it is cheap) TV and
-the range penalty. So:
+DESIGN.md section 8). Every term of the objective is a sum over positions: the style statistics
+(the Gram matrices G = (1/CHW) sum_p f_p f_p^T, or W2's mean and second moment), the content MSE
+and (on the whole image, where it is cheap) TV and the range penalty. So:
 
 - pass 1, no autograd: run every block with a margin that covers the deepest layer's receptive
-  field, keep each layer's features over the block's core only, and add up the Gram matrices and
-  the content loss. That gives the exact whole-image loss, and dL/dG for every style layer.
+  field, keep each layer's features over the block's core only, and add up the style statistics
+  and the content loss. That gives the exact whole-image loss, and dL/dstats for every style
+  layer.
 - pass 2: run each block again with autograd and back-propagate the surrogate
-  <dL/dG, G_block> + content loss on the core. Its gradient is the block's exact share of the
-  whole-image gradient (margins included); the shares add up to the whole-image gradient.
+  <dL/dstats, stats_block> + content loss on the core. Its gradient is the block's exact share of
+  the whole-image gradient (margins included); the shares add up to the whole-image gradient.
 
 Blocks start on multiples of 16 so that VGG's four poolings see the same windows as on the whole
 image, and a block that reaches the image's border has the same zero padding there. Hence no
@@ -23,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from . import losses
 
@@ -99,22 +99,24 @@ class Objective:
     """loss and d loss / d image of the engine's objective at one scale.
 
     net(image, layers) -> {layer: features}; content_targets: {layer: whole-image features};
-    grams: {layer: the style's Gram matrix}; weights: content, style (already times strength),
-    per-layer style weights, tv, range. `core` None evaluates the whole image at once (autograd
-    end to end); a number evaluates it in blocks of that core size. Both give the same values.
+    style_targets: {layer: style_loss's target, e.g. the style's Gram matrix}; weights: content,
+    style (already times strength), per-layer style weights, tv, range. `core` None evaluates the
+    whole image at once (autograd end to end); a number evaluates it in blocks of that core size.
+    Both give the same values.
     """
 
-    def __init__(self, net, content_targets: dict, grams: dict, *, content_weight: float,
+    def __init__(self, net, content_targets: dict, style_targets: dict, *, content_weight: float,
                  style_weight: float, layer_weights: dict, tv_weight: float, range_weight: float,
                  autocast: Callable, core: int | None = None, margin: int = MARGIN,
-                 should_stop: Callable[[], bool] = lambda: False):
-        self.net, self.targets, self.grams = net, content_targets, grams
+                 should_stop: Callable[[], bool] = lambda: False, style_loss=losses.GRAM):
+        self.net, self.targets, self.styles = net, content_targets, style_targets
+        self.kind = style_loss
         self.cw, self.sw, self.lw = content_weight, style_weight, layer_weights
         self.tvw, self.rw = tv_weight, range_weight
         self.autocast, self.core, self.margin = autocast, core, margin
         self.should_stop = should_stop
         self.on_block: Callable[[float], None] | None = None  # fraction of an evaluation done
-        self.layers = list(dict.fromkeys([*content_targets, *grams]))
+        self.layers = list(dict.fromkeys([*content_targets, *style_targets]))
 
     def features(self, x: torch.Tensor) -> dict:
         with self.autocast():
@@ -141,8 +143,9 @@ class Objective:
         x = x.detach().requires_grad_(True)
         feats = self.features(x)
         loss = self.cw * sum(losses.content_loss(feats[k], t) for k, t in self.targets.items())
-        loss = loss + self.sw * sum(self.lw[k] * losses.style_loss(feats[k], g)
-                                    for k, g in self.grams.items())
+        loss = loss + self.sw * sum(
+            self.lw[k] * self.kind.loss(losses.style_stats(feats[k], self.kind), t)
+            for k, t in self.styles.items())
         loss = loss + self.image_terms(x)
         loss.backward()
         return loss.item(), x.grad
@@ -155,23 +158,27 @@ class Objective:
         grid = blocks(h, w, self.core, self.margin)
         numel = {k: t.numel() for k, t in self.targets.items()}
 
-        # Pass 1: the global Gram matrices and the content loss.
-        grams = {k: 0.0 for k in self.grams}
+        # Pass 1: the whole image's style statistics and content loss.
+        stats = {k: None for k in self.styles}
         content = 0.0
         with torch.no_grad():
             for block in self._each(grid, 0):
                 feats = self.features(x[..., block.ry0:block.ry1, block.rx0:block.rx1])
-                for k in self.grams:
-                    grams[k] = grams[k] + partial_gram(
-                        block.core(feats[k], layer_stride(k), h, w), h, w, layer_stride(k))
+                for k in self.styles:
+                    stats[k] = _add(stats[k], partial_stats(
+                        block.core(feats[k], layer_stride(k), h, w), h, w, layer_stride(k),
+                        self.kind))
                 for k, t in self.targets.items():
                     s = layer_stride(k)
                     diff = block.core(feats[k], s, h, w).float() - block.target(t, s, h, w)
                     content += diff.square().sum().item() / numel[k]
-        style = sum(self.lw[k] * F.mse_loss(g, self.grams[k]) for k, g in grams.items())
-        # dL/dG of the style term, a constant in pass 2.
-        dgram = {k: self.sw * self.lw[k] * 2.0 * (g - self.grams[k]) / g.numel()
-                 for k, g in grams.items()}
+        # The style term and dL/dstats, a constant in pass 2: autograd on the small statistics.
+        style, dstats = 0.0, {}
+        for k, st in stats.items():
+            leaves = [t.detach().requires_grad_(True) for t in st]
+            value = self.sw * self.lw[k] * self.kind.loss(leaves, self.styles[k])
+            dstats[k] = (st, torch.autograd.grad(value, leaves))
+            style += value.item()
 
         # Pass 2: each block's exact share of the gradient. The surrogate's derivative with
         # respect to each layer's core features is written down directly and back-propagated
@@ -183,7 +190,7 @@ class Objective:
             feats = self.features(piece)
             roots, seeds = [], []
             for k in self.layers:
-                seed = self._feature_grad(block, k, feats[k], dgram.get(k), h, w, numel)
+                seed = self._feature_grad(block, k, feats[k], dstats.get(k), h, w, numel)
                 if seed is not None:
                     roots.append(feats[k])
                     seeds.append(seed)
@@ -192,7 +199,7 @@ class Objective:
                 grad[..., block.ry0:block.ry1, block.rx0:block.rx1] += piece.grad
             del feats, roots, seeds, piece
 
-        loss = self.cw * content + self.sw * float(style)
+        loss = self.cw * content + style
         return loss + self._image_terms_in_bands(x, grad, self.core * self.core // w + 1), grad
 
     def _image_terms_in_bands(self, x: torch.Tensor, grad: torch.Tensor, rows: int) -> float:
@@ -217,11 +224,12 @@ class Objective:
             total += loss.item()
         return total
 
-    def _feature_grad(self, block: Block, layer: str, feats: torch.Tensor, dgram, height: int,
+    def _feature_grad(self, block: Block, layer: str, feats: torch.Tensor, dstats, height: int,
                       width: int, numel: dict) -> torch.Tensor | None:
         """d surrogate / d features of one layer of a block: nonzero on the core only.
-        Style: <dL/dG, G_core> with G_core = F^T F / (C M) gives F (D + D^T) / (C M); content:
-        cw |F - T|^2 / N gives 2 cw (F - T) / N."""
+        Style: the style loss's seed, e.g. for the Gram <dL/dG, G_core> with
+        G_core = F^T F / (C M) gives F (D + D^T) / (C M); content: cw |F - T|^2 / N gives
+        2 cw (F - T) / N."""
         s = layer_stride(layer)
         core = block.core(feats, s, height, width)
         if core.numel() == 0:
@@ -229,13 +237,10 @@ class Objective:
         _, c, fh, fw = core.shape
         seed = torch.zeros_like(feats)
         out = block.core(seed, s, height, width)  # written in place: no core-sized fp32 copy
-        if dgram is not None:  # in the features' own precision, as losses.gram's backward
-            flat = core.permute(0, 2, 3, 1).reshape(fh * fw, c)
-            if flat.dtype != torch.bfloat16:
-                flat = flat.float()
+        if dstats is not None:
             positions = (height // s) * (width // s)
-            m = ((dgram + dgram.T) / (c * positions)).to(flat.dtype)
-            out.copy_((flat @ m).view(1, fh, fw, c).permute(0, 3, 1, 2))
+            seed_flat = self.kind.seed(losses.flatten(core), *dstats, positions)
+            out.copy_(seed_flat.view(1, fh, fw, c).permute(0, 3, 1, 2))
         if layer in self.targets:
             target = block.target(self.targets[layer], s, height, width)
             out.add_(((2 * self.cw / numel[layer]) * (core.float() - target)).to(out.dtype))
@@ -257,14 +262,16 @@ class Stopped(Exception):
     """should_stop() said so in the middle of an evaluation."""
 
 
-def partial_gram(core_feats: torch.Tensor, height: int, width: int, stride: int) -> torch.Tensor:
-    """The core's share of the whole image's Gram matrix, whose normaliser C*H*W counts the whole
-    image's positions at this layer."""
-    _, c, fh, fw = core_feats.shape
-    if fh * fw == 0:  # a border block whose core lies past this layer's last whole window
-        return core_feats.new_zeros((c, c), dtype=torch.float32)
-    positions = (height // stride) * (width // stride)
-    return losses.gram(core_feats) * (fh * fw / positions)
+def partial_stats(core_feats: torch.Tensor, height: int, width: int, stride: int,
+                  kind) -> tuple[torch.Tensor, ...]:
+    """The core's share of the whole image's style statistics, whose normalisers count the whole
+    image's positions at this layer. (A border block whose core lies past this layer's last
+    whole window has no positions there: its share is zero.)"""
+    return kind.stats(losses.flatten(core_feats), (height // stride) * (width // stride))
+
+
+def _add(total: tuple | None, part: tuple) -> tuple:
+    return part if total is None else tuple(a + b for a, b in zip(total, part))
 
 
 def content_targets(net, image: torch.Tensor, layers, autocast, core: int | None,
@@ -289,23 +296,31 @@ def content_targets(net, image: torch.Tensor, layers, autocast, core: int | None
         return out
 
 
-def style_grams(net, image: torch.Tensor, layers, autocast, core: int | None,
-                margin: int = MARGIN) -> dict:
-    """Gram matrices of `image` at `layers` (no autograd), block by block when core is set."""
+def style_stats(net, image: torch.Tensor, layers, autocast, core: int | None,
+                margin: int = MARGIN, kind=losses.GRAM) -> dict:
+    """A style loss's statistics of `image` at `layers` (no autograd), block by block when core
+    is set. Statistics blend linearly: several styles' are added with their weights."""
     _, _, h, w = image.shape
     with torch.no_grad():
         if core is None:
             with autocast():
                 feats = net(_cl(image), layers)
-            return {k: losses.gram(feats[k]) for k in layers}
-        grams = {k: 0.0 for k in layers}
+            return {k: losses.style_stats(feats[k], kind) for k in layers}
+        stats = {k: None for k in layers}
         for block in blocks(h, w, core, margin):
             with autocast():
                 feats = net(_cl(image[..., block.ry0:block.ry1, block.rx0:block.rx1]), layers)
             for k in layers:
                 s = layer_stride(k)
-                grams[k] = grams[k] + partial_gram(block.core(feats[k], s, h, w), h, w, s)
-        return grams
+                stats[k] = _add(stats[k], partial_stats(block.core(feats[k], s, h, w), h, w, s,
+                                                        kind))
+        return stats
+
+
+def style_grams(net, image: torch.Tensor, layers, autocast, core: int | None,
+                margin: int = MARGIN) -> dict:
+    """Gram matrices of `image` at `layers` (no autograd), block by block when core is set."""
+    return {k: st[0] for k, st in style_stats(net, image, layers, autocast, core, margin).items()}
 
 
 def _cl(t: torch.Tensor) -> torch.Tensor:

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import blockwise, budget, images, weights
-from .colour import luminance, preserve_colors
+from . import blockwise, budget, images, losses, weights
+from .colour import luminance, match_colours, preserve_colors
 from .device import describe, select_device, select_dtype
 from .errors import NSTError, OptionError, TooLargeError
 from .options import Options
-from .vgg import VGG19
+from .vgg import VGG
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     run_content, run_styles = content_rgb, style_rgbs
     if options.colors == "luminance":  # Gatys et al. 2016: luminance only, colour put back
         run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
+    elif options.colors == "histogram":  # Gatys et al. 2016: the styles in the content's colours
+        run_styles = [match_colours(s, content_rgb) for s in style_rgbs]
 
     def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
         return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
@@ -150,9 +152,9 @@ class _Run:
                      f"{w}x{h}:{n} ({'whole' if p.core is None else f'blocks of {p.core}'}, "
                      f"{p.optimizer}{p.history or ''}, ~{p.need / budget.GB:.1f} GB)"
                      for ((w, h), n), p in zip(self.scales, self.plans)))
-        net = VGG19(dict.fromkeys(o.content_layers + o.style_layers), o.pooling)
-        self.net = net.load_weights(weights.load()).to(self.device,
-                                                       memory_format=torch.channels_last)
+        net = VGG(dict.fromkeys(o.content_layers + o.style_layers), o.pooling, o.model)
+        self.net = net.load_weights(weights.load(model=o.model)).to(
+            self.device, memory_format=torch.channels_last)
         content_full = self.tensor(self.content)
         style_full = [self.tensor(s) for s in self.styles]
         generator = torch.Generator().manual_seed(o.seed)
@@ -173,8 +175,10 @@ class _Run:
         return self.finish(x)
 
     def objective(self, content: torch.Tensor, styles: list, plan) -> blockwise.Objective:
-        """This scale's objective: content features and blended style Gram matrices as targets,
-        computed block by block where the plan says so (no autograd: bigger blocks fit)."""
+        """This scale's objective: content features and the blended styles' targets (Gram
+        matrices, or W2's Gaussians), computed block by block where the plan says so (no
+        autograd: bigger blocks fit). Styles blend by their statistics (for W2 the mean and
+        second moment, i.e. the mixture of their feature distributions)."""
         o = self.o
         h, w = content.shape[-2:]
         room = self.budget - plan.need + budget.BACKWARD_BYTES[self.dtype] * (
@@ -189,23 +193,26 @@ class _Run:
 
         targets = blockwise.content_targets(self.net, content, o.content_layers, self.autocast,
                                             core_for(content), self.margin)
+        kind = losses.STYLE_LOSSES[o.style_loss]
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
-        grams = {layer: 0.0 for layer in o.style_layers}
+        stats = {layer: None for layer in o.style_layers}
         for b, style in zip(blend / blend.sum(), styles):
             sw, sh = style_size(style.shape[-1], style.shape[-2], max(w, h), o.style_scale,
                                 o.style_upsample)
             style = images.resize(style, (sw, sh))
-            for k, g in blockwise.style_grams(self.net, style, o.style_layers, self.autocast,
-                                              core_for(style), self.margin).items():
-                grams[k] = grams[k] + float(b) * g
+            for k, st in blockwise.style_stats(self.net, style, o.style_layers, self.autocast,
+                                               core_for(style), self.margin, kind).items():
+                st = tuple(float(b) * t for t in st)
+                stats[k] = st if stats[k] is None else tuple(map(torch.add, stats[k], st))
         return blockwise.Objective(
-            self.net, targets, grams, content_weight=o.resolved("content_weight"),
+            self.net, targets, {k: kind.target(st) for k, st in stats.items()},
+            content_weight=o.resolved("content_weight"),
             style_weight=o.resolved("style_weight") * o.strength,
             layer_weights=dict(zip(o.style_layers, o.resolved_style_layer_weights())),
             tv_weight=o.resolved("tv_weight"),
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
             autocast=self.autocast, core=plan.core, margin=self.margin,
-            should_stop=self.should_stop)
+            should_stop=self.should_stop, style_loss=kind)
 
     def optimise(self, x, objective, index, iterations, plan) -> tuple[torch.Tensor, bool]:
         """One scale's iterations; returns (the image, whether should_stop ended them)."""
