@@ -90,7 +90,7 @@ def test_w2_is_zero_for_identical_statistics_and_positive_otherwise():
 def test_w2_of_a_shift_is_its_squared_length_per_channel():
     f = torch.rand(1, 4, 6, 6, dtype=torch.float64) * 10
     shift = torch.tensor([1.0, 2.0, 0.0, 2.0]).view(1, 4, 1, 1)
-    assert w2_of(f + shift, f).item() == pytest.approx(9.0 / 4, rel=1e-5)
+    assert w2_of(f + shift, f).item() == pytest.approx(losses.W2.SCALE * 9.0 / 4, rel=1e-5)
 
 
 def test_w2_does_not_depend_on_resolution_for_the_same_texture():
