@@ -353,12 +353,19 @@ def _show_dialog(procedure, config, layers):
         label.set_text(_estimate_text(answer, config, width, height))
 
     config.connect("notify", update)
-    dialog.fill_box("settings", _dialog_fields())
+    settings = dialog.fill_box("settings", _dialog_fields())
     dialog.fill(["settings"])
     largest = max(layers, key=lambda lay: lay.get_width() * lay.get_height())
     preview = _Preview(config, largest)
-    dialog.get_content_area().pack_start(preview.widget, False, False, 6)
-    preview.widget.show_all()
+    # Beside the settings, not below them: the dialog must fit a laptop's screen.
+    parent = settings.get_parent()
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12)
+    parent.remove(settings)
+    row.pack_start(settings, True, True, 0)
+    row.pack_start(preview.widget, False, False, 0)
+    parent.pack_start(row, True, True, 0)
+    parent.reorder_child(row, 0)
+    row.show_all()
     try:
         return dialog.run()
     finally:
