@@ -179,8 +179,10 @@ def test_a_run_forced_into_blocks_paints_the_whole_images_picture(tmp_path, net)
     ja, jb = (objective_of(runs[k][0], content, style, net) for k in ("whole", "blocks"))
     assert abs(ja - jb) <= 0.01 * ja
 
-    # Seams would show as rows/columns whose neighbour difference differs from the whole run's.
+    # Seams would show as rows/columns whose neighbour difference stands out from the others'
+    # (rounding moves every row a little alike; a seam moves a few rows a lot).
     for axis in (0, 1):
         edge_a = np.abs(np.diff(a, axis=axis)).mean(axis=(1 - axis, 2))
         edge_b = np.abs(np.diff(b, axis=axis)).mean(axis=(1 - axis, 2))
-        assert np.abs(edge_b - edge_a).max() < 2e-3, np.abs(edge_b - edge_a).argmax()
+        change = np.abs(edge_b - edge_a)
+        assert change.max() < np.median(change) + 2e-3, (change.argmax(), change.max())
