@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp lint bench bench-fullres fuzz screenshot install \
+.PHONY: setup weights demo test test-fast test-gimp lint bench bench-fullres bench-styleloss fuzz screenshot install \
         uninstall clean
 
 setup: $(STAMP)
@@ -44,6 +44,10 @@ bench: weights
 # 1-24 MP photos in a 6 GB budget: time, peak memory, the block path's cost (README figures).
 bench-fullres: weights
 	$(BIN)/python bench/fullres.py
+
+# Gram vs W2 style loss at 512 px: times, cross-scored objectives, docs/styleloss.jpg (README).
+bench-styleloss: weights
+	$(BIN)/python bench/styleloss.py
 
 # 100,000 generated requests through the parser, 200 through real worker processes (README).
 fuzz: setup
