@@ -29,7 +29,9 @@ CACHE_NAME = "speed.json"
 PROBE_SIZE = (512, 384)  # big enough that fixed costs do not dominate, a few seconds on a CPU
 STARTUP_S = 4.0  # starting the core and loading the network (measured: 3-4 s on the CPU)
 TARGETS_SHARE = 0.7  # each scale's targets: forward passes of content and style, per pixel
-
+# The speed is measured with the Gram loss; W2 adds an eigendecomposition per layer and
+# iteration: 1.5x the time at 512 px (bench/styleloss.py), relatively more when smaller.
+STYLE_LOSS_COST = {"gram": 1.0, "w2": 1.5}
 
 def speed(device: torch.device, dtype: torch.dtype, options: Options | None = None) -> float:
     """Seconds per pixel-iteration of the whole-image path here, measured once and cached."""
@@ -104,7 +106,8 @@ def seconds(options: Options, width: int, height: int, style_sizes=(), per_pixel
                                 budget.budget_of(options, device), device)
     per_pixel = per_pixel or speed(device, dtype, options)
     targets = sum(s.size[0] * s.size[1] * (1 + len(style_sizes)) for s in scales)
-    return STARTUP_S + per_pixel * (sum(s.work for s in scales) + TARGETS_SHARE * targets)
+    work = sum(s.work for s in scales) * STYLE_LOSS_COST[options.style_loss]
+    return STARTUP_S + per_pixel * (work + TARGETS_SHARE * targets)
 
 
 def for_dialog(options: Options, width: int, height: int, style_sizes, limit_s: float) -> dict:

@@ -113,3 +113,10 @@ def test_every_option_type_is_one_the_checks_understand():
 
     for f in fields(Options):
         options._check_type(getattr(Options(), f.name), f.name, f.type)  # no KeyError
+
+
+def test_every_style_loss_has_a_cost_in_the_time_estimate():
+    from nst_core import estimate
+    from nst_core.options import STYLE_LOSSES
+
+    assert set(estimate.STYLE_LOSS_COST) == set(STYLE_LOSSES)
