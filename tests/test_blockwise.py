@@ -179,10 +179,12 @@ def test_a_run_forced_into_blocks_paints_the_whole_images_picture(tmp_path, net)
     ja, jb = (objective_of(runs[k][0], content, style, net) for k in ("whole", "blocks"))
     assert abs(ja - jb) <= 0.01 * ja
 
-    # Seams would show as rows/columns whose neighbour difference stands out from the others'
-    # (rounding moves every row a little alike; a seam moves a few rows a lot).
+    # A seam would show at the rows/columns where blocks meet (cores tile the image from 0): their
+    # neighbour difference would stand out from the other rows'. (L-BFGS moves every row a
+    # little, the image's own border most; that is not a seam.)
     for axis in (0, 1):
         edge_a = np.abs(np.diff(a, axis=axis)).mean(axis=(1 - axis, 2))
         edge_b = np.abs(np.diff(b, axis=axis)).mean(axis=(1 - axis, 2))
         change = np.abs(edge_b - edge_a)
-        assert change.max() < np.median(change) + 2e-3, (change.argmax(), change.max())
+        seams = [i for edge in range(core, a.shape[axis], core) for i in (edge - 2, edge - 1, edge)]
+        assert change[seams].max() < np.median(change) + 2e-3, (seams, change[seams])
