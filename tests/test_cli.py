@@ -319,3 +319,26 @@ def test_doctor_reports_what_a_bug_report_needs():
 def test_weights_path_honours_nst_home(tmp_path):
     env = dict(os.environ, NST_HOME=str(tmp_path))
     assert nst("weights", "path", env=env).stdout.strip().startswith(str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [
+    ["--colors", "histogram"], ["--preserve-colors"], ["--style-loss", "w2"],
+    ["--content-layers", "block4_conv2", "--style-layers", "block1_conv1", "block2_conv1"],
+])
+def test_the_artistic_controls_run_from_the_command_line(tmp_path, image_files, real_weights,
+                                                         flags):
+    """Each new control end to end through the CLI on a small picture: a repainted result of
+    the asked size, the original untouched."""
+    content, style = image_files
+    before = content.read_bytes()
+    out = tmp_path / "out.png"
+    done = nst("stylize", content, style, "-o", out, "--size", "48", "--preset", "draft",
+               "--iterations", "3", "-q", *flags)
+    assert done.returncode == 0, done.stderr
+    result = np.asarray(Image.open(out).convert("RGB"), np.float32)
+    original = np.asarray(Image.open(content).convert("RGB").resize(result.shape[1::-1]),
+                          np.float32)
+    assert max(result.shape[:2]) == 48
+    assert np.abs(result - original).mean() > 1  # repainted (0..255; luminance keeps colors)
+    assert content.read_bytes() == before
