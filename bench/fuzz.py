@@ -101,6 +101,13 @@ def through_workers(n: int) -> tuple[collections.Counter, list]:
     return counts, bad
 
 
+def report(title: str, counts: collections.Counter, bad: list, t0: float) -> None:
+    print(f"{title}: {sum(counts.values())} messages in {time.perf_counter() - t0:.0f} s: "
+          f"{dict(counts.most_common())}")
+    for what, data in bad:
+        print(f"  {what}\n    {data!r}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=100_000)
@@ -114,16 +121,10 @@ def main() -> int:
           f"torch {torch.__version__}")
     t0 = time.perf_counter()
     counts, crashes = in_process(args.cases)
-    print(f"parser, in process: {sum(counts.values())} messages in "
-          f"{time.perf_counter() - t0:.0f} s: {dict(counts.most_common())}")
-    for what, data in crashes:
-        print(f"  {what}\n    {data!r}")
+    report("parser, in process", counts, crashes, t0)
     t0 = time.perf_counter()
     wcounts, bad = through_workers(args.processes)
-    print(f"worker processes: {sum(wcounts.values())} messages in "
-          f"{time.perf_counter() - t0:.0f} s: {dict(wcounts.most_common())}")
-    for what, data in bad:
-        print(f"  {what}\n    {data!r}")
+    report("worker processes", wcounts, bad, t0)
     failed = counts["crash"] + counts["hang"] + counts["internal"] + wcounts["internal"] \
         + wcounts["hang"] \
         + wcounts["no single answer"]

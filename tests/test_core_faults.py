@@ -5,11 +5,9 @@ behind, and the next run works."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-import tempfile
 
 import numpy as np
 import psutil
@@ -17,6 +15,7 @@ import pytest
 
 from gimp_plugin import nst_bridge
 
+from .test_bridge import core_config, isolated  # noqa: F401 - isolated: the same autouse fixture
 from .worker_client import FAST, LONG, engine_run, style_png
 
 pytestmark = engine_run
@@ -39,23 +38,6 @@ while True:
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.delenv("NST_CORE_COMMAND", raising=False)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    yield
-    leftovers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    assert not leftovers, f"processes left behind: {leftovers}"
-
-
-def config(tmp_path, command) -> str:
-    folder = tmp_path / "plugin"
-    folder.mkdir(exist_ok=True)
-    (folder / nst_bridge.CONFIG_NAME).write_text(json.dumps({"version": 1, "command": command}))
-    return str(folder)
-
-
 def layer():
     data = (np.arange(W * H * 3) % 251).astype(np.uint8).tobytes()
     return {"width": W, "height": H, "channels": 3, "format": "u8", "data": data}
@@ -65,7 +47,7 @@ def stylize(tmp_path, command, options, on_progress=None):
     style = tmp_path / "style.png"
     style.write_bytes(style_png())
     return nst_bridge.run(dict(options, size_mode="custom"), layer(), [str(style)],
-                          on_progress=on_progress, config_dir=config(tmp_path, command))
+                          on_progress=on_progress, config_dir=core_config(tmp_path, command))
 
 
 def kill_the_core(when):
