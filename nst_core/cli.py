@@ -1,5 +1,5 @@
-"""`nst`: stylize, weights, doctor, demo and worker. The stylize options are built from
-nst_core.options.Options, so their names, defaults and help live in one place."""
+"""`nst`: stylize, batch, serve, weights, doctor, demo and worker. The style transfer options are
+built from nst_core.options.Options, so their names, defaults and help live in one place."""
 
 from __future__ import annotations
 
@@ -112,6 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
                         "off)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_option_arguments(p)
+
+    b = sub.add_parser("batch", help="paint many images (files, folders, globs), resumably",
+                       description="Paint every INPUT in the style of each --style into OUTDIR. "
+                                   "A re-run skips what is done; Ctrl-C loses no finished image.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders (searched recursively) or glob patterns")
+    b.add_argument("--style", dest="styles", action="append", required=True, metavar="FILE",
+                   help="an artwork whose style to use; repeat for several (one output each)")
+    b.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
+                   help="where to write the results, keeping the inputs' folder structure")
+    b.add_argument("--format", choices=("png", "jpg", "tif"), default="png",
+                   help="the results' format; PNG and TIFF keep 16-bit inputs 16-bit "
+                        "(default: png)")
+    b.add_argument("--sequence", action="store_true",
+                   help="frames of an animation: in name order, each starting from the "
+                        "previous frame's result (less flicker)")
+    b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster (pip install neural-style-gimp[cluster]); without "
+                        "ADDRESS a local Ray instance, else e.g. ray://host:10001 or auto")
+    b.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
+                   help="with --ray on CPUs: the CPUs (and torch threads) each image gets "
+                        "(default: all of the smallest node's)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_option_arguments(b)
+
+    s = sub.add_parser("serve", help="a local web page to paint pictures in a browser",
+                       description="Serve the web page and its JSON API "
+                                   "(pip install neural-style-gimp[web]).")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on; any other than this machine's own needs a "
+                        "token (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8765, help="(default: 8765)")
+    s.add_argument("--token-file", metavar="FILE",
+                   help="read the access token from FILE instead of making one up")
 
     w = sub.add_parser("weights", help="get, check or locate a network's weights (VGG19; VGG16 "
                                        "with --model vgg16)")
@@ -232,6 +266,18 @@ class _ProgressBar:
         self.bar.close()
 
 
+def cmd_batch(args) -> int:
+    from .batch import run_from_args
+
+    return run_from_args(args, options_from_args(args))
+
+
+def cmd_serve(args) -> int:
+    from .web import serve
+
+    return serve(host=args.host, port=args.port, token_file=args.token_file)
+
+
 def cmd_weights(args) -> int:
     from . import weights
 
@@ -269,8 +315,8 @@ def cmd_worker(args) -> int:
     return worker_main([])
 
 
-COMMANDS = {"stylize": cmd_stylize, "weights": cmd_weights, "doctor": cmd_doctor,
-            "demo": cmd_demo, "worker": cmd_worker}
+COMMANDS = {"stylize": cmd_stylize, "batch": cmd_batch, "serve": cmd_serve,
+            "weights": cmd_weights, "doctor": cmd_doctor, "demo": cmd_demo, "worker": cmd_worker}
 
 
 def log_level(verbose: bool) -> int:
