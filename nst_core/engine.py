@@ -49,7 +49,7 @@ class Progress:
 
 
 def stylize(content, styles, options: Options | None = None, *, progress=None, should_stop=None,
-            on_image=None, image_every: int = 0):
+            on_image=None, image_every: int = 0, start=None):
     """Paint `content` in the style of `styles`.
 
     content: a PIL image (the result is then a PIL RGB image) or an HxWx3 array in 0..1 (the
@@ -78,7 +78,7 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
 
     def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
         return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
-                    image_every, share).run()
+                    image_every, share, start).run()
 
     result = None
     for attempt in range(OOM_RETRIES + 1):
@@ -105,8 +105,9 @@ class _Run:
     """One stylize() call: the schedule, the network, the loop."""
 
     def __init__(self, options, content, styles, device, progress, should_stop, on_image,
-                 image_every, share=1.0):
+                 image_every, share=1.0, start=None):
         self.o, self.content, self.styles, self.device = options, content, styles, device
+        self.start_image = start
         self.report, self.should_stop = progress, should_stop or (lambda: False)
         self.on_image, self.image_every = on_image, image_every
         self.dtype = select_dtype(options.resolved("precision"), device)
@@ -115,6 +116,8 @@ class _Run:
         self.budget = int(share * budget.budget_of(options, device))
         self.margin, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
                                               self.dtype, self.budget, self.device)
+        if start is not None:  # the picture is there already: only the final scale refines it
+            scales = scales[-1:]
         self.scales = [(s.size, s.iterations) for s in scales]
         self.plans = [s.plan for s in scales]
         self.work = [s.work for s in scales]
@@ -152,9 +155,7 @@ class _Run:
                      f"{w}x{h}:{n} ({'whole' if p.core is None else f'blocks of {p.core}'}, "
                      f"{p.optimizer}{p.history or ''}, ~{p.need / budget.GB:.1f} GB)"
                      for ((w, h), n), p in zip(self.scales, self.plans)))
-        net = VGG(dict.fromkeys(o.content_layers + o.style_layers), o.pooling, o.model)
-        self.net = net.load_weights(weights.load(model=o.model)).to(
-            self.device, memory_format=torch.channels_last)
+        self.net = network(o.content_layers + o.style_layers, o.pooling, o.model, self.device)
         content_full = self.tensor(self.content)
         style_full = [self.tensor(s) for s in self.styles]
         generator = torch.Generator().manual_seed(o.seed)
@@ -292,6 +293,8 @@ class _Run:
     def initial(self, content: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         init = self.o.resolved("init")
         _, _, h, w = content.shape
+        if self.start_image is not None:
+            return images.resize(self.tensor(images.to_array(self.start_image)), (w, h))
         if init == "content":
             return content.clone()
         if init == "noise":  # jcjohnson: tiny noise around the mean colour
@@ -319,6 +322,21 @@ class _Run:
         if report:
             self.emit("finishing", len(self.scales))
         return x[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+_NETWORKS: dict = {}  # the last network built, reused while nothing it depends on changes
+
+
+def network(layers, pooling: str, model: str, device: torch.device) -> VGG:
+    """The network with its weights on the device, built once per process for a series of runs
+    (a batch); the weights file's identity is part of the key, so new weights are loaded."""
+    key = (tuple(dict.fromkeys(layers)), pooling, model, str(device),
+           weights.file_stamp(weights.weights_path(model)))
+    if key not in _NETWORKS:
+        _NETWORKS.clear()  # one at a time: a network costs ~100 MB
+        net = VGG(dict.fromkeys(layers), pooling, model).load_weights(weights.load(model=model))
+        _NETWORKS[key] = net.to(device, memory_format=torch.channels_last)
+    return _NETWORKS[key]
 
 
 def style_size(width: int, height: int, long_side: int, scale: float = 1.0,

@@ -287,10 +287,17 @@ def save_image(img: Image.Image, path) -> Path:
                          f"use one of {', '.join(sorted(WRITABLE))}")
     if img.mode == "RGBA" and suffix in (".jpg", ".jpeg", ".bmp"):
         img = img.convert("RGB")
+    return write_atomic(path, lambda f: img.save(f, format=Image.registered_extensions()[suffix]))
+
+
+def write_atomic(path, write) -> Path:
+    """`write(file)` into a new file beside `path`, then renamed over it once on disk: readers
+    see the old file or the new one, whole, never a part."""
+    path = Path(path)
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format=Image.registered_extensions()[suffix])
+            write(f)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new, whole
         os.replace(tmp, path)

@@ -406,6 +406,14 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
+def file_stamp(path: Path) -> tuple[int, ...] | None:
+    """The stamp of the file now, None if it is missing (loading will then say what to do)."""
+    try:
+        return tuple(_stamp(os.stat(path)))
+    except OSError:
+        return None
+
+
 def _cache_path(path: Path) -> Path:
     """Beside the weights (in the data folder): the stamp of the last version that passed."""
     return path.with_name(path.name + ".verified")

@@ -1,0 +1,80 @@
+"""One image of a batch: the job that travels to an executor and what it sends back. A job holds
+the files' bytes, not their paths, so it runs anywhere (a Ray node needs no shared folder)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import depth, images
+from ..engine import Progress, stylize
+from ..errors import DeviceError, NSTError, WeightsError
+from ..options import Options
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # the output's path under OUTDIR, unique in the batch
+    name: str  # the input as the user knows it, for messages
+    content: bytes  # the input file
+    style: bytes  # the style file
+    options: Options
+    format: str  # "png", "jpg" or "tif"
+    start: np.ndarray | None = None  # --sequence: the previous frame's result, moved on
+
+
+@dataclass(frozen=True)
+class Update:
+    """A running job's progress."""
+    key: str
+    fraction: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Done:
+    key: str
+    data: bytes  # the output file
+    size: tuple[int, int]
+    picture: np.ndarray | None = None  # --sequence: the result (HxWx3, 0..1), to start the next
+
+
+@dataclass(frozen=True)
+class Failed:
+    key: str
+    message: str  # one line naming the input and the problem
+
+
+def paint(job: Job, progress=None, keep_picture: bool = False) -> Done:
+    """Decode, check, stylize and encode one image; NSTError (ImageError, TooLargeError...) says
+    what is wrong with the input. progress(Progress) as stylize() reports it."""
+    o = job.options
+    img = images.load_image(job.content, what="input image", name=job.name, max_side=o.size)
+    deep = depth.is_deep(job.content)
+    rgb, alpha = depth.read(job.content, job.name) if deep else images.split_alpha(img)
+    side = round((o.size or max(img.size)) * o.style_scale)
+    del img
+    style = images.load_image(job.style, what="style image", max_side=side)
+    result = stylize(rgb, [style], o, progress=progress, start=job.start)
+    h, w = result.shape[:2]
+    if alpha is not None:
+        alpha = images.resize_array(alpha[..., None], (w, h))[..., 0]
+    data = depth.encode(result, alpha, job.format, deep)
+    return Done(job.key, data, (w, h), result if keep_picture else None)
+
+
+def run_one(job: Job, on_update, keep_picture: bool = False) -> Done | Failed:
+    """paint(), its progress as Updates to on_update(update), a problem with this image as a
+    Failed. What would fail every image (the weights, the device) is raised instead."""
+
+    def on_progress(p: Progress):
+        on_update(Update(job.key, p.fraction, p.eta_s))
+
+    try:
+        return paint(job, on_progress, keep_picture)
+    except (WeightsError, DeviceError):
+        raise
+    except NSTError as e:
+        message = e.message if job.name in e.message else f"{job.name}: {e.message}"
+        return Failed(job.key, message)
