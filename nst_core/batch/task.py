@@ -22,6 +22,7 @@ class Job:
     options: Options
     format: str  # "png", "jpg" or "tif"
     start: np.ndarray | None = None  # --sequence: the previous frame's result, moved on
+    error: str | None = None  # the input could not be read: the job fails with this
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def run_one(job: Job, on_update, keep_picture: bool = False) -> Done | Failed:
     def on_progress(p: Progress):
         on_update(Update(job.key, p.fraction, p.eta_s))
 
+    if job.error:
+        return Failed(job.key, job.error)
     try:
         return paint(job, on_progress, keep_picture)
     except (WeightsError, DeviceError):

@@ -1,0 +1,136 @@
+"""What a batch paints and where each result goes: the inputs (files, folders, glob patterns)
+and their output names under OUTDIR, keeping the folder structure."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from ..errors import ImageError
+
+# Files a folder is searched for; anything else there is listed as ignored, not failed. A file
+# named on the command line is always tried (and fails, named, if it is not an image).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Input:
+    path: Path
+    rel: PurePath  # where it sits under what the user named (a file's own name for a file)
+
+
+@dataclass(frozen=True)
+class Found:
+    inputs: list[Input]
+    ignored: list[Path]  # files in the folders given that are not images
+
+
+def discover(patterns: list[str], outdir: Path) -> Found:
+    """Every input once, in natural name order (frame2 before frame10). Hidden files and
+    OUTDIR are skipped; a pattern that matches nothing is an error before any work."""
+    inputs, ignored, seen = [], [], set()
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = _walk(path, outdir, ignored)
+        elif path.is_file():
+            found = [Input(path, PurePath(path.name))]
+        elif glob.has_magic(pattern):
+            base = _glob_base(pattern)
+            found = [Input(Path(p), PurePath(os.path.relpath(p, base)))
+                     for p in glob.glob(pattern, recursive=True)
+                     if Path(p).is_file() and not _inside(Path(p), outdir)]
+        else:
+            found = []
+        if not found:
+            raise ImageError(f"input {pattern} is not a file or folder and matches no file")
+        for item in found:
+            key = _identity(item.path)
+            if key not in seen:
+                seen.add(key)
+                inputs.append(item)
+    inputs.sort(key=lambda i: natural_key(str(i.rel)))
+    return Found(inputs, sorted(ignored))
+
+
+def output_names(inputs: list[Input], style_labels: list[str] | None, fmt: str) \
+        -> dict[tuple[int, int], PurePath]:
+    """{(input index, style index): path under OUTDIR}. With several styles the style's label
+    joins the name (photo.starry_night.png). Two inputs that would share a name (a.jpg, a.png)
+    keep their own suffix in it (a.jpg.png, a.png.png)."""
+    labels = style_labels or [None]
+    stems = [i.rel.with_suffix("") for i in inputs]
+    clash = {s for s in stems if stems.count(s) > 1}
+    names = {}
+    for n, (item, stem) in enumerate(zip(inputs, stems)):
+        base = item.rel if stem in clash else stem
+        for k, label in enumerate(labels):
+            name = base.name if label is None else f"{base.name}.{label}"
+            names[n, k] = base.with_name(f"{name}.{fmt}")
+    return names
+
+
+def style_labels(paths: list[str]) -> list[str] | None:
+    """Each style's label for output names (its file's stem, made unique); None for one."""
+    if len(paths) == 1:
+        return None
+    labels = []
+    for p in paths:
+        stem = re.sub(r"[^\w.-]+", "_", Path(p).stem) or "style"
+        label, k = stem, 2
+        while label in labels:
+            label, k = f"{stem}-{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def natural_key(text: str) -> list:
+    """Name order as people count: frame2 before frame10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", text) if part]
+
+
+def _walk(folder: Path, outdir: Path, ignored: list) -> list[Input]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        root = Path(root)
+        # Hidden folders and OUTDIR (results are not inputs) are not searched.
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not _inside(root / d, outdir)]
+        for name in files:
+            path = root / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(Input(path, PurePath(path.relative_to(folder))))
+            else:
+                ignored.append(path)
+    return found
+
+
+def _glob_base(pattern: str) -> str:
+    """The folder part of a pattern before its first wildcard: names are kept relative to it."""
+    parts = []
+    for part in Path(pattern).parts[:-1]:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return str(Path(*parts)) if parts else "."
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _identity(path: Path):
+    try:
+        st = path.stat()
+        return st.st_dev, st.st_ino
+    except OSError:
+        return str(path.resolve())

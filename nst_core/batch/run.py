@@ -1,0 +1,184 @@
+"""`nst batch`: plan the batch, skip what is done, hand the rest to an executor, write each
+result as it comes (atomically, then recorded in the manifest), and sum up."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import images
+from ..errors import ImageError, OptionError
+from ..options import INITS, Options
+from .executor import Executor, make_executor
+from .inputs import Input, discover, output_names, style_labels
+from .manifest import Manifest, fingerprint
+from .progress import BatchProgress
+from .task import Done, Job
+
+EXIT_SOME_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Item:
+    """One result to make: an input in one style."""
+    key: str  # the output's path under OUTDIR, as text
+    input: Input
+    style: int
+    print: str  # what made it (manifest.fingerprint)
+
+
+@dataclass
+class Batch:
+    outdir: Path
+    options: Options
+    styles: list[Path]
+    fmt: str
+    sequence: bool
+    items: list[Item]
+    ignored: list[Path]
+
+
+def run_from_args(args, options: Options) -> int:
+    batch = plan(args.inputs, args.styles, Path(args.output_dir), options, args.format,
+                 args.sequence)
+    executor = make_executor(args.ray, args.cpus_per_task)
+    return run(batch, executor, quiet=args.quiet)
+
+
+def plan(patterns, styles, outdir: Path, options: Options, fmt: str, sequence: bool) -> Batch:
+    """Everything checked before any work: the options, the styles (each must decode), OUTDIR,
+    the inputs and their output names."""
+    if options.style_blend is not None:
+        raise OptionError("--style-blend blends the styles of one picture; in a batch each "
+                          "--style makes its own results")
+    if options.init not in (None, *INITS):
+        raise OptionError('in a batch --init is "content", "noise" or "style", not a file')
+    styles = [Path(s) for s in styles]
+    for s in styles:
+        images.load_image(s, what="style image", max_side=64)
+    if outdir.exists() and not outdir.is_dir():
+        raise ImageError(f"output folder {outdir} is a file, not a folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+    images.check_writable(outdir / f"probe.{fmt}")
+    found = discover(list(patterns), outdir)
+    names = output_names(found.inputs, style_labels([str(s) for s in styles]), fmt)
+    items = []
+    for k, style in enumerate(styles):
+        before = ""  # --sequence: each frame's fingerprint includes the one before
+        for n, inp in enumerate(found.inputs):
+            out = outdir / names[n, k]
+            if images.same_file(out, inp.path) or images.same_file(out, style):
+                raise ImageError(f"{out} would replace the input {inp.path}; choose another "
+                                 "output folder or format")
+            before = fingerprint(options, inp.path, style, fmt, before if sequence else "")
+            items.append(Item(names[n, k].as_posix(), inp, k, before))
+    return Batch(outdir, options, styles, fmt, sequence, items, found.ignored)
+
+
+def run(batch: Batch, executor: Executor, quiet: bool = False) -> int:
+    manifest = Manifest(batch.outdir)
+    todo = [i for i in batch.items if not manifest.is_done(i.key, i.print)]
+    skipped = len(batch.items) - len(todo)
+    failures: list[str] = []
+    names = {i.key: str(i.input.path) for i in todo}
+    style_bytes = [s.read_bytes() for s in batch.styles]
+    painter = _Painter(batch, manifest, style_bytes)
+    try:
+        with BatchProgress(len(todo), names, quiet) as bar:
+            if skipped:
+                bar.message(f"{skipped} of {len(batch.items)} results are already done "
+                            f"(recorded in {manifest.path}); painting the other {len(todo)}")
+            for event in painter.events(todo, executor, bar.update):
+                if isinstance(event, Done):
+                    painter.write(event)
+                    bar.finished(event.key)
+                else:
+                    failures.append(event.message)
+                    bar.finished(event.key, event.message)
+    except KeyboardInterrupt:
+        print(f"nst: interrupted; {painter.written} result(s) written this run, each complete. "
+              "Run the same command again to paint the rest.")
+        return EXIT_INTERRUPTED
+    finally:
+        executor.close()
+    print(summary(painter.written, skipped, failures, batch))
+    return EXIT_SOME_FAILED if failures else 0
+
+
+def summary(written: int, skipped: int, failures: list[str], batch: Batch) -> str:
+    lines = [f"{written} painted, {skipped} already done, {len(failures)} failed "
+             f"(results in {batch.outdir})"]
+    lines += [f"  failed: {m}" for m in failures]
+    if batch.ignored:
+        shown = ", ".join(str(p) for p in batch.ignored[:5])
+        more = f" and {len(batch.ignored) - 5} more" if len(batch.ignored) > 5 else ""
+        lines.append(f"  ignored {len(batch.ignored)} file(s) that are not images: {shown}{more}")
+    return "\n".join(lines)
+
+
+class _Painter:
+    """Makes the jobs (reading each input only when its turn comes) and writes the results."""
+
+    def __init__(self, batch: Batch, manifest: Manifest, style_bytes: list[bytes]):
+        self.batch, self.manifest, self.style_bytes = batch, manifest, style_bytes
+        self.items = {i.key: i for i in batch.items}
+        self.written = 0
+
+    def job(self, item: Item, start=None) -> Job:
+        content, error = b"", None
+        try:
+            content = item.input.path.read_bytes()
+        except OSError as e:  # the job fails with the reason, named, where it runs
+            error = f"input image {item.input.path} is unreadable ({e.strerror})"
+        return Job(item.key, str(item.input.path), content, self.style_bytes[item.style],
+                   self.batch.options, self.batch.fmt, start, error)
+
+    def events(self, todo: list[Item], executor: Executor, on_update):
+        if not self.batch.sequence:
+            yield from executor.run((self.job(i) for i in todo), on_update)
+            return
+        # Frames one by one: each starts from the previous frame's result, moved on by the
+        # content's own change between the two frames (less flicker than starting afresh).
+        previous: dict[int, tuple[Item, np.ndarray]] = {}  # style -> last frame and result
+        for item in todo:
+            start = self.start_for(item, previous.get(item.style))
+            for event in executor.run([self.job(item, start)], on_update, keep_pictures=True):
+                if isinstance(event, Done):
+                    previous[item.style] = (item, event.picture)
+                    event = dataclasses.replace(event, picture=None)
+                yield event
+
+    def start_for(self, item: Item, previous) -> np.ndarray | None:
+        """The previous frame's result plus the content's change since that frame. After a
+        skipped (already done) frame the result is read back from its file."""
+        order = [i for i in self.batch.items if i.style == item.style]
+        at = order.index(item)
+        if at == 0:
+            return None
+        before = order[at - 1]
+        if previous is not None and previous[0] is before:
+            picture = previous[1]
+        else:
+            try:
+                picture = images.to_array(images.load_image(self.batch.outdir / before.key))
+            except ImageError:
+                return None  # the previous frame failed: start afresh
+        h, w = picture.shape[:2]
+        try:
+            now, then = (images.resize_array(images.to_array(images.load_image(
+                i.input.path, max_side=max(w, h))), (w, h)) for i in (item, before))
+        except ImageError:
+            return None  # this frame's own failure is reported by its job
+        return np.clip(picture + (now - then), 0, 1)
+
+    def write(self, done: Done) -> None:
+        item = self.items[done.key]
+        path = self.batch.outdir / item.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        images.write_atomic(path, lambda f: f.write(done.data))
+        self.manifest.record(item.key, item.print)
+        self.written += 1
