@@ -1,0 +1,298 @@
+"""A batch on a Ray cluster (`nst batch --ray [ADDRESS]`, pip install neural-style-gimp[cluster]).
+
+One Ray task per image: the job (the input's bytes, the options) travels with the task, the style
+once per batch through Ray's object store, and the result comes back as the output file's bytes,
+which the driver writes; no node needs a shared folder. A task asks for one GPU where the cluster
+has GPUs, else a share of a node's CPUs with torch's threads set to match. The network is loaded
+once per Ray worker process (engine.network), which Ray reuses from image to image.
+
+Only a few more tasks than can run at once are submitted (slots + 1), so a batch of thousands of
+images does not ship them all at the start. A task lost with its node (or its worker process) is
+retried elsewhere by Ray (max_retries); an image that fails on its own merits comes back as a
+Failed and is not retried. close() cancels what is left (Ctrl-C, an error).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from ..errors import NSTError, OptionError
+from .task import Done, Failed, Job, Update, run_one
+
+log = logging.getLogger(__name__)
+
+INSTALL = "pip install neural-style-gimp[cluster]"
+# A task lost with its node (or killed worker process) runs again elsewhere up to this many times.
+RETRIES = 3
+POLL_S = 0.5  # how often the driver looks for progress while it waits for results
+REPORT_S = 0.5  # how often a task reports its progress (and at its start and end)
+# ray.init() of a local instance: a modest object store (images and results pass through it;
+# past it Ray spills to disk).
+LOCAL_STORE = 512 * 2**20
+
+
+class ClusterError(NSTError):
+    """The Ray cluster cannot be reached or cannot run the batch."""
+
+    kind = "cluster"
+    exit_code = 1
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise OptionError(f"--ray needs Ray, which is not installed ({e}); {INSTALL}") from None
+    return ray
+
+
+# -- what runs on the cluster -------------------------------------------------------------------
+
+
+class _Progress:
+    """A Ray actor the tasks report their progress to; the driver collects it (latest only)."""
+
+    def __init__(self):
+        self.latest: dict[str, tuple[float, float | None]] = {}
+
+    def report(self, key: str, fraction: float, eta_s: float | None) -> None:
+        self.latest[key] = (fraction, eta_s)
+
+    def take(self) -> dict[str, tuple[float, float | None]]:
+        latest, self.latest = self.latest, {}
+        return latest
+
+
+def _paint(job: Job, style: bytes, threads: int | None, progress, keep_picture: bool):
+    """The task: one image, on whatever node Ray chose. Returns (Done | Failed, node id).
+    WeightsError and DeviceError are raised (every image would fail the same way)."""
+    import ray
+
+    if threads:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    job = replace(job, style=style)
+    last = [0.0]
+
+    def on_update(u: Update) -> None:
+        now = time.monotonic()
+        if progress is not None and (now - last[0] >= REPORT_S or u.fraction >= 1):
+            last[0] = now
+            progress.report.remote(u.key, u.fraction, u.eta_s)
+
+    if progress is not None:
+        progress.report.remote(job.key, 0.0, None)
+        last[0] = time.monotonic()
+    result = run_one(job, on_update, keep_picture)
+    return result, ray.get_runtime_context().get_node_id()
+
+
+# -- the driver's side --------------------------------------------------------------------------
+
+
+class RayExecutor:
+    """Runs a batch's jobs as Ray tasks. `address`: "local" starts a Ray instance on this machine
+    (stopped again by close()); anything else is handed to ray.init(address=...): "auto",
+    "HOST:6379" (the head's GCS port, this machine then being part of the cluster's network) or
+    "ray://HOST:10001" (Ray client). cpus_per_task: the CPUs (and torch threads) each image gets
+    on a cluster without GPUs; default: all of the smallest node's."""
+
+    def __init__(self, address: str, cpus_per_task: int | None = None):
+        ray = self._ray = _import_ray()
+        if cpus_per_task is not None and cpus_per_task < 1:
+            raise OptionError("--cpus-per-task must be at least 1")
+        self._connected = False
+        self._actor = None
+        self._pending: dict = {}  # ObjectRef -> Job
+        self._styles: dict[bytes, object] = {}  # style bytes -> ObjectRef
+        self.node_of: dict[str, str] = {}  # key -> the Ray node id that painted it
+        quiet = not logging.getLogger("nst_core").isEnabledFor(logging.DEBUG)
+        common = dict(include_dashboard=False, log_to_driver=not quiet,
+                      logging_level=logging.WARNING if quiet else logging.INFO,
+                      configure_logging=True)
+        try:
+            if ray.is_initialized():  # a caller's own connection (the Python API): keep it
+                pass
+            elif address == "local":
+                # Ray warns that it turns token authentication on: for a private instance that
+                # lives as long as this batch, that is no news to the user.
+                with _quiet("ray._private.authentication.authentication_token_setup", quiet):
+                    ray.init(address="local", object_store_memory=LOCAL_STORE, **common)
+                self._connected = True
+            else:
+                ray.init(address=address, **common)
+                self._connected = True
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            where = "a local Ray instance" if address == "local" else f"the Ray cluster {address}"
+            raise ClusterError(f"cannot start or reach {where}: {e}") from None
+        try:
+            self._plan(cpus_per_task)
+        except BaseException:
+            self.close()
+            raise
+
+    def _plan(self, cpus_per_task: int | None) -> None:
+        ray = self._ray
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
+        cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes]
+        cpus = [c for c in cpus if c > 0]
+        self.gpus = int(gpus)
+        if cpus_per_task is None:
+            cpus_per_task = min(cpus) if cpus else 1
+        if self.gpus == 0 and (not cpus or cpus_per_task > max(cpus)):
+            most = max(cpus) if cpus else 0
+            raise ClusterError(f"no node of the Ray cluster has {cpus_per_task} CPU(s) for a task "
+                               f"(the most on one node: {most}); lower --cpus-per-task")
+        self.cpus_per_task = cpus_per_task
+        self._cpu_slots = max(1, sum(c // cpus_per_task for c in cpus))
+        self._use_gpus(self.gpus > 0)
+        log.info("Ray cluster: %d node(s), %d CPU(s), %d GPU(s); %d image(s) at once, each on %s",
+                 len(nodes), sum(cpus), self.gpus, self.slots,
+                 "one GPU" if self.on_gpus else f"{cpus_per_task} CPU(s)")
+
+    def _use_gpus(self, on: bool) -> None:
+        self.on_gpus = on
+        self.slots = self.gpus if on else self._cpu_slots
+
+    def _remote(self):
+        if self.on_gpus:
+            resources = {"num_gpus": 1}
+            threads = None
+        else:
+            resources = {"num_cpus": self.cpus_per_task}
+            threads = self.cpus_per_task
+        task = self._ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(_paint)
+        return task, threads
+
+    def _progress_actor(self):
+        if self._actor is None:
+            ray = self._ray
+            try:  # beside the driver, where its reports are read
+                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+                here = NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=True)
+            except Exception:  # Ray client: no node of its own
+                here = "DEFAULT"
+            self._actor = ray.remote(num_cpus=0, max_restarts=-1, scheduling_strategy=here)(
+                _Progress).remote()
+        return self._actor
+
+    def _style_ref(self, style: bytes):
+        ref = self._styles.get(style)
+        if ref is None:
+            ref = self._styles[style] = self._ray.put(style)
+        return ref
+
+    def run(self, jobs: Iterable[Job], on_update: Callable[[Update], None],
+            keep_pictures: bool = False) -> Iterator[Done | Failed]:
+        ray = self._ray
+        jobs = iter(jobs)
+        first = next(jobs, None)
+        if first is None:
+            return
+        if self.on_gpus and first.options.device in ("cpu", "mps"):
+            self._use_gpus(False)  # --device cpu on a cluster with GPUs: CPU tasks
+        task, threads = self._remote()
+        actor = self._progress_actor()
+        queue: Iterator[Job] = _chain(first, jobs)
+        try:
+            more = True
+            while True:
+                while more and len(self._pending) < self.slots + 1:
+                    job = next(queue, None)
+                    if job is None:
+                        more = False
+                        break
+                    ref = task.remote(replace(job, style=b""), self._style_ref(job.style),
+                                      threads, actor, keep_pictures)
+                    self._pending[ref] = job
+                if not self._pending:
+                    return
+                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=POLL_S)
+                self._report(actor, on_update)
+                for ref in ready:
+                    job = self._pending.pop(ref)
+                    yield self._result(ref, job)
+        finally:
+            if self._pending:  # an exception, Ctrl-C or the caller stopped early
+                self._cancel()
+
+    def _report(self, actor, on_update) -> None:
+        try:
+            latest = self._ray.get(actor.take.remote(), timeout=10)
+        except Exception as e:  # progress is a nicety: never a reason to stop the batch
+            log.debug("no progress from the Ray actor: %s", e)
+            return
+        running = {job.key for job in self._pending.values()}
+        for key, (fraction, eta) in latest.items():
+            if key in running:
+                on_update(Update(key, fraction, eta))
+
+    def _result(self, ref, job: Job) -> Done | Failed:
+        ray = self._ray
+        try:
+            result, node = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None  # WeightsError, DeviceError... as if run here
+            raise
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.OutOfMemoryError, ray.exceptions.TaskCancelledError,
+                ray.exceptions.ObjectLostError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return Failed(job.key, f"{job.name}: lost on the Ray cluster after {RETRIES} "
+                                   f"retries ({type(e).__name__}: {first})")
+        self.node_of[job.key] = node
+        return result
+
+    def _cancel(self) -> None:
+        for ref in list(self._pending):
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception as e:  # already finished or its node gone
+                log.debug("could not cancel a Ray task: %s", e)
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Cancel the tasks still queued or running; stop the local Ray instance this executor
+        started, or disconnect from the cluster (which keeps running)."""
+        ray = self._ray
+        if not ray.is_initialized():
+            return
+        self._cancel()
+        if self._actor is not None:
+            try:
+                ray.kill(self._actor)
+            except Exception as e:
+                log.debug("could not stop the progress actor: %s", e)
+            self._actor = None
+        self._styles.clear()
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
+
+
+@contextmanager
+def _quiet(name: str, on: bool):
+    logger = logging.getLogger(name)
+    level = logger.level
+    if on:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _chain(first: Job, rest: Iterator[Job]) -> Iterator[Job]:
+    yield first
+    yield from rest
