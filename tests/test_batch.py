@@ -1,0 +1,259 @@
+"""`nst batch`: every good image painted once, the bad ones named, nothing redone that is done,
+everything redone when the options change, and Ctrl-C leaves only complete results."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePath
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from nst_core.batch import inputs, manifest
+from nst_core.batch.run import plan
+from nst_core.errors import ImageError, OptionError
+from nst_core.options import Options
+from tests.conftest import picture, stripes
+from tests.test_cli import nst
+
+QUICK = ["--preset", "draft", "--size", "64", "--iterations", "3", "--precision", "fp32", "-q"]
+
+
+def make_inputs(root: Path) -> Path:
+    """photos/ with a subfolder, a corrupt JPEG and a text file; style.png beside it."""
+    photos = root / "photos"
+    (photos / "trip").mkdir(parents=True)
+    picture(80, 64, 1).save(photos / "a.png")
+    picture(72, 96, 2).save(photos / "trip" / "b.jpg")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (photos / "notes.txt").write_text("shopping list")
+    stripes().save(root / "style.png")
+    return photos
+
+
+def stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under folder (the manifest aside) -> (inode, mtime): a rewrite changes it."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and p.name != manifest.NAME}
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_batch_paints_each_good_image_once_names_the_bad_and_resumes(tmp_path, real_weights):
+    photos, out = make_inputs(tmp_path), tmp_path / "out"
+    first = nst("batch", photos, "--style", tmp_path / "style.png", "-o", out, *QUICK)
+    assert first.returncode == 1, first.stderr  # some failed
+    assert "Traceback" not in first.stderr
+    assert "broken.jpg" in first.stderr + first.stdout
+    assert "2 painted, 0 already done, 1 failed" in first.stdout
+    assert "notes.txt" in first.stdout  # listed as ignored, not painted
+    made = stamps(out)
+    assert sorted(made) == ["a.png", "trip/b.png"]  # the folder structure is kept
+    assert Image.open(out / "a.png").size == (64, 51)
+    assert Image.open(out / "trip" / "b.png").size == (48, 64)
+
+    again = nst("batch", photos, "--style", tmp_path / "style.png", "-o", out, *QUICK)
+    assert "0 painted, 2 already done, 1 failed" in again.stdout
+    assert stamps(out) == made  # nothing rewritten
+
+    other = nst("batch", photos, "--style", tmp_path / "style.png", "-o", out, *QUICK,
+                "--seed", "7")
+    assert "2 painted, 0 already done" in other.stdout
+    redone = stamps(out)
+    assert sorted(redone) == sorted(made) and all(redone[k] != made[k] for k in made)
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_only_complete_results_and_a_rerun_finishes(tmp_path, real_weights):
+    photos = tmp_path / "frames"
+    photos.mkdir()
+    for i in range(4):
+        picture(64, 64, i).save(photos / f"f{i}.png")
+    stripes().save(tmp_path / "style.png")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "nst_core", "batch", str(photos), "--style",
+            str(tmp_path / "style.png"), "-o", str(out), "--preset", "draft", "--size", "64",
+            "--iterations", "40", "--precision", "fp32", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / manifest.NAME).exists():  # the first result is written and recorded
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        code = proc.wait(timeout=10)  # generous: one 64 px iteration takes ~0.1 s
+    finally:
+        proc.kill()
+    stdout, stderr = proc.communicate()
+    assert code == 130 and "Traceback" not in stderr
+    assert "interrupted" in stdout and "Run the same command again" in stdout
+    written = sorted(p.name for p in out.iterdir() if p.name != manifest.NAME)
+    assert written and not any(n.endswith(".tmp") for n in written)
+    assert len(written) < 4
+    for name in written:  # each one whole
+        Image.open(out / name).load()
+    recorded = json.loads((out / manifest.NAME).read_text())["outputs"]
+    assert sorted(recorded) == written
+
+    rest = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert rest.returncode == 0, rest.stderr
+    assert f"{4 - len(written)} painted, {len(written)} already done, 0 failed" in rest.stdout
+    assert sorted(p.name for p in out.glob("*.png")) == [f"f{i}.png" for i in range(4)]
+
+
+@pytest.mark.slow
+def test_formats_several_styles_and_16_bit(tmp_path, real_weights):
+    deep = (np.linspace(0, 65535, 64 * 80 * 3) % 65536).astype(np.uint16).reshape(64, 80, 3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "deep.tif", deep, photometric="rgb")
+    picture(64, 48).save(folder / "flat.png")
+    stripes().save(tmp_path / "stripes.png")
+    Image.fromarray(np.full((64, 64, 3), (30, 200, 90), np.uint8)).save(tmp_path / "green.jpg")
+    out = tmp_path / "out"
+    done = nst("batch", folder, "--style", tmp_path / "stripes.png", "--style",
+               tmp_path / "green.jpg", "-o", out, "--format", "tif", *QUICK)
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in out.iterdir() if p.name != manifest.NAME)
+    assert names == ["deep.green.tif", "deep.stripes.tif", "flat.green.tif", "flat.stripes.tif"]
+    assert tifffile.imread(out / "deep.stripes.tif").dtype == np.uint16  # stays 16-bit
+    assert tifffile.imread(out / "flat.stripes.tif").dtype == np.uint8
+    assert tifffile.imread(out / "deep.stripes.tif").shape == (51, 64, 3)
+
+    jpg = nst("batch", folder / "flat.png", "--style", tmp_path / "stripes.png", "-o", out,
+              "--format", "jpg", *QUICK)
+    assert jpg.returncode == 0, jpg.stderr
+    assert Image.open(out / "flat.jpg").format == "JPEG"
+
+
+@pytest.mark.slow
+def test_sequence_paints_frames_in_name_order_from_the_last(tmp_path, real_weights):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 10):  # name order: 1, 2, 10 (not 1, 10, 2)
+        picture(64, 64, 0).transform((64, 64), Image.AFFINE, (1, 0, -i, 0, 1, 0)).save(
+            frames / f"frame{i}.png")
+    stripes().save(tmp_path / "style.png")
+    out = tmp_path / "out"
+    done = nst("-v", "batch", frames, "--style", tmp_path / "style.png", "-o", out, "--sequence",
+               *QUICK, "--min-size", "32")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["frame1.png", "frame10.png", "frame2.png"]
+    # The first frame runs the full schedule (32, 45, 64 px); the others only the final scale,
+    # starting from the frame before.
+    plans = [re.findall(r"\d+x\d+:", line) for line in done.stderr.splitlines()
+             if "scales " in line]
+    assert plans == [["32x32:", "45x45:", "64x64:"], ["64x64:"], ["64x64:"]]
+
+
+# -- what fails before any work ------------------------------------------------------------------
+
+
+def test_missing_input_style_or_bad_options_fail_before_work(tmp_path):
+    photos = make_inputs(tmp_path)
+    style = tmp_path / "style.png"
+    cases = [
+        (["batch", tmp_path / "nope", "--style", style], "matches no file"),
+        (["batch", photos, "--style", tmp_path / "nope.png"], "does not exist"),
+        (["batch", photos, "--style", photos / "broken.jpg"], "broken.jpg"),
+        (["batch", photos, "--style", style, "--style", style, "--style-blend", "1", "1"],
+         "--style-blend"),
+        (["batch", photos, "--style", style, "--init", style], "--init"),
+        (["batch", photos, "--style", style, "--format", "gif"], "invalid choice"),
+    ]
+    for args, words in cases:
+        done = nst(*args, "-o", tmp_path / "out")
+        assert done.returncode != 0 and words in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_result_that_would_replace_an_input_is_refused(tmp_path):
+    photos = make_inputs(tmp_path)
+    with pytest.raises(ImageError, match="would replace the input"):
+        plan([str(photos)], [str(tmp_path / "style.png")], photos, Options(), "png", False)
+
+
+# -- the parts -----------------------------------------------------------------------------------
+
+
+def test_discovery_keeps_structure_skips_hidden_and_outdir_and_orders_names(tmp_path):
+    root = tmp_path / "in"
+    for rel in ("b10.png", "b2.png", "sub/c.jpg", ".hidden.png", ".cache/x.png", "out/old.png",
+                "readme.md"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    found = inputs.discover([str(root), str(root / "b2.png")], root / "out")
+    assert [str(i.rel) for i in found.inputs] == ["b2.png", "b10.png", "sub/c.jpg"]
+    assert found.ignored == [root / "readme.md"]
+    globbed = inputs.discover([str(root / "**" / "*.jpg")], tmp_path / "out")
+    assert [str(i.rel) for i in globbed.inputs] == ["sub/c.jpg"]
+
+
+def test_output_names_follow_inputs_and_styles_without_clashes():
+    found = [inputs.Input(Path(p), PurePath(p)) for p in ("a.jpg", "a.png", "d/b.tif")]
+    assert {str(v) for v in inputs.output_names(found, None, "png").values()} == \
+        {"a.jpg.png", "a.png.png", "d/b.png"}
+    labels = inputs.style_labels(["x/starry night.jpg", "y/starry night.png"])
+    assert labels == ["starry_night", "starry_night-2"]
+    names = inputs.output_names(found[2:], labels, "tif")
+    assert sorted(map(str, names.values())) == ["d/b.starry_night-2.tif", "d/b.starry_night.tif"]
+    assert inputs.style_labels(["only.png"]) is None
+
+
+def test_manifest_knows_what_is_done_and_what_changed(tmp_path, caplog):
+    content, style, out = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "o.png"
+    for p in (content, style, out):
+        p.write_bytes(b"x")
+    fp = manifest.fingerprint(Options(), content, style, "png")
+    m = manifest.Manifest(tmp_path)
+    assert not m.is_done("o.png", fp)
+    m.record("o.png", fp)
+    assert manifest.Manifest(tmp_path).is_done("o.png", fp)
+    # Other options, another format or a changed input: not done.
+    assert manifest.fingerprint(Options(seed=1), content, style, "png") != fp
+    assert manifest.fingerprint(Options(), content, style, "jpg") != fp
+    assert manifest.fingerprint(Options(device="cpu"), content, style, "png") == fp
+    time.sleep(0.01)
+    content.write_bytes(b"changed")
+    assert manifest.fingerprint(Options(), content, style, "png") != fp
+    # The output rewritten since (or deleted): not done.
+    out.write_bytes(b"other")
+    assert not manifest.Manifest(tmp_path).is_done("o.png", fp)
+    (tmp_path / manifest.NAME).write_text("{not json")
+    assert manifest.Manifest(tmp_path).entries == {}
+    assert "painted again" in caplog.text
+
+
+def test_plan_refuses_blending_and_init_files(tmp_path):
+    make_inputs(tmp_path)
+    style = str(tmp_path / "style.png")
+    with pytest.raises(OptionError, match="style-blend"):
+        plan([str(tmp_path / "photos")], [style, style], tmp_path / "o",
+             Options(style_blend=(1.0, 1.0)), "png", False)
+    with pytest.raises(OptionError, match="--init"):
+        plan([str(tmp_path / "photos")], [style], tmp_path / "o", Options(init=style), "png",
+             False)
+
+
+def test_sixteen_bit_files_round_trip(tmp_path):
+    from nst_core import depth
+
+    rgb = np.random.default_rng(0).random((20, 30, 3), dtype=np.float32)
+    for fmt in ("png", "tif"):
+        data = depth.encode(rgb, None, fmt, deep=True)
+        assert depth.is_deep(data)
+        back, alpha = depth.read(data, "x")
+        assert alpha is None and np.abs(back - rgb).max() < 1e-4
+    assert not depth.is_deep(depth.encode(rgb, None, "png"))
+    assert Image.open(io.BytesIO(depth.encode(rgb, None, "jpg"))).format == "JPEG"
