@@ -199,6 +199,13 @@ function clearError() {
   document.querySelectorAll(".field.invalid").forEach((f) => f.classList.remove("invalid"));
 }
 
+function liveSize() {
+  // The draft need not be larger than the picture it previews.
+  const live = state.schema.live;
+  const size = Number($("opt-size").value);
+  return Number.isFinite(size) && size > 0 ? Math.max(live.min, Math.min(live.size, size)) : live.size;
+}
+
 async function start() {
   clearError();
   const form = new FormData();
@@ -206,7 +213,7 @@ async function start() {
   for (const f of state.styles) form.append("style", f, f.name);
   document.querySelectorAll("input[name=builtin]:checked").forEach((c) => form.append("builtin", c.value));
   form.append("options", JSON.stringify(collectOptions()));
-  form.append("live", $("live").checked ? String(state.schema.live.size) : "0");
+  form.append("live", $("live").checked ? String(liveSize()) : "0");
   $("start").disabled = true;
   try {
     const job = await api("/api/jobs", { method: "POST", body: form });
