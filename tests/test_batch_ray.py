@@ -65,7 +65,6 @@ class Cluster:
     def start(self, name: str, head: bool = False) -> None:
         env = {**os.environ, MARK: f"{self.tag}-{name}", "RAY_USAGE_STATS_ENABLED": "0",
                **HEALTH}
-        env.pop("RAY_ADDRESS", None)
         ports = ["--node-manager-port", "--object-manager-port", "--metrics-export-port",
                  "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
                  "--runtime-env-agent-port"]
@@ -75,8 +74,7 @@ class Cluster:
         for flag in ports:
             args += [flag, str(free_port())]
         if head:
-            args += ["--head", "--port", str(self.port), "--include-dashboard", "false",
-                     "--ray-client-server-port", str(free_port())]
+            args += ["--head", "--port", str(self.port), "--include-dashboard", "false"]
         else:
             args += ["--address", self.address]
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
@@ -125,7 +123,7 @@ class Cluster:
                 p.terminate()
             except psutil.Error:
                 pass
-        _, left = psutil.wait_procs(procs, timeout=10)
+        _, left = psutil.wait_procs(procs, timeout=3)
         for p in left:
             try:
                 p.kill()
@@ -137,16 +135,23 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(real_weights):
+    """The two-node cluster. Ray's token authentication is off for it, explicitly, in the nodes'
+    and the drivers' environment: with it on, the nodes and the drivers would need one token
+    (~/.ray/auth_token, made by the first local ray.init), and this test process reads Ray's
+    settings once, when it imports ray. The nodes listen on 127.0.0.1 only."""
     c = Cluster()
-    try:
-        c.start("head", head=True)
-        c.start("worker")
-        c.wait_for(2)
-        yield c
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        c.stop()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        env.delenv("RAY_ADDRESS", raising=False)
+        try:
+            c.start("head", head=True)
+            c.start("worker")
+            c.wait_for(2)
+            yield c
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            c.stop()
 
 
 def png(img: Image.Image) -> bytes:
@@ -170,8 +175,7 @@ def contents(folder: Path, n: int, bad: bool = True) -> dict[str, tuple[int, int
 
 
 def nst(*args, timeout=240):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run([sys.executable, "-m", "nst_core", *map(str, args)], env=env,
+    return subprocess.run([sys.executable, "-m", "nst_core", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -267,11 +271,10 @@ def test_a_node_killed_mid_batch_has_its_images_painted_elsewhere(cluster, tmp_p
     sizes = contents(tmp_path / "in", 6, bad=False)
     stripes().save(tmp_path / "style.png")
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     batch = subprocess.Popen(
         [sys.executable, "-m", "nst_core", "batch", tmp_path / "in", "--style",
          tmp_path / "style.png", "-o", out, "--ray", cluster.address, *FAST],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not painting(cluster, "worker"):
