@@ -50,7 +50,6 @@ def serve(host: str = "127.0.0.1", port: int = 8765, token_file: str | None = No
 
     from ..errors import OptionError
     from . import auth
-    from .app import create_app
 
     try:
         token = auth.read_token_file(token_file) if token_file else None
@@ -79,7 +78,13 @@ def serve(host: str = "127.0.0.1", port: int = 8765, token_file: str | None = No
             print(f"  open:  http://{'THIS-MACHINE' if host in ('0.0.0.0', '::') else shown}"
                   f":{port}/#token={token}")
     print("  (Ctrl+C stops the server, its jobs and removes their files)", flush=True)
+    from .app import create_app  # torch comes with it: after the quick checks above
+
     app = create_app(host=host, token=token)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its orderly shutdown
+        pass
+    print("nst serve: stopped; its jobs were cancelled and their files removed", flush=True)
     return 0

@@ -1,0 +1,128 @@
+"""`nst serve` itself: what it prints, the token rule off this machine, its errors, and the
+message when the [web] extra is missing. A real server process; no engine runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.worker_client import ROOT
+
+pytest.importorskip("uvicorn")
+NST = [sys.executable, "-m", "nst_core"]
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen(NST + ["serve", "--port", "0", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def first_lines(proc: subprocess.Popen, until: str, timeout=30) -> str:
+    text, deadline = "", time.monotonic() + timeout
+    while until not in text:
+        assert time.monotonic() < deadline, text
+        line = proc.stdout.readline()
+        assert line, f"nst serve exited: {proc.wait()} {proc.stderr.read()}"
+        text += line
+    return text
+
+
+def status(url: str, token: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def stop(proc: subprocess.Popen) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def port_of(text: str) -> int:
+    import re
+
+    return int(re.search(r":(\d+)/?", text.split("\n")[0]).group(1))
+
+
+def test_local_by_default_no_token(tmp_path):
+    proc = start()
+    try:
+        text = first_lines(proc, "Ctrl+C")
+        assert "http://127.0.0.1:" in text and "this machine only" in text
+        port = port_of(text)
+        assert status(f"http://127.0.0.1:{port}/api/jobs/nope") == 404  # no token asked
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/options") as r:
+            assert json.load(r)["main"][0] == "preset"
+    finally:
+        assert stop(proc) == 0
+
+
+def test_other_address_needs_the_token_from_the_file(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token-for-the-studio\n")
+    os.chmod(token_file, 0o600)
+    proc = start("--host", "0.0.0.0", "--token-file", str(token_file))
+    try:
+        text = first_lines(proc, "Ctrl+C")
+        assert "every request needs the access token" in text and str(token_file) in text
+        assert "s3cret" not in text  # a token from a file is not printed
+        port = port_of(text)
+        url = f"http://127.0.0.1:{port}/api/jobs/nope"
+        assert status(url) == 401
+        assert status(url, "wrong-token-wrong-token") == 403
+        assert status(url, "s3cret-token-for-the-studio") == 404
+    finally:
+        assert stop(proc) == 0
+
+
+def test_made_up_token_is_printed():
+    proc = start("--host", "0.0.0.0")
+    try:
+        text = first_lines(proc, "Ctrl+C")
+        token = text.split("token: ", 1)[1].split()[0]
+        assert len(token) >= 24 and f"#token={token}" in text
+        assert status(f"http://127.0.0.1:{port_of(text)}/api/jobs/x", token) == 404
+    finally:
+        stop(proc)
+
+
+def test_errors_are_one_line(tmp_path):
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    r = subprocess.run(NST + ["serve", "--token-file", str(short)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "at least 16 characters" in r.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = subprocess.run(NST + ["serve", "--port", str(port)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_missing_web_extra_says_what_to_install():
+    code = ("import sys; sys.modules['uvicorn'] = None; from nst_core.cli import main; "
+            "sys.exit(main(['serve']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert "pip install neural-style-gimp[web]" in r.stderr
