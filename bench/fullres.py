@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nst_core import blockwise, budget, estimate, weights  # noqa: E402
-from nst_core.device import cpu_flags, cpu_name, select_dtype  # noqa: E402
+from nst_core.device import machine, select_dtype  # noqa: E402
 from nst_core.options import Options  # noqa: E402
 from nst_core.vgg import VGG19  # noqa: E402
 
@@ -45,13 +44,6 @@ SHARED = ROOT.parent / "shared" / "images"
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
 OUT = ROOT / "bench" / "out"
 MEMORY_GB = 6.0
-
-
-def machine() -> str:
-    isa = "AVX-512 BF16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else (
-        "AVX-512" if "avx512f" in cpu_flags() else "AVX2" if "avx2" in cpu_flags() else "no AVX")
-    return (f"{cpu_name()}, {torch.get_num_threads()} threads, {isa}, torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
 
 
 def size_of(mp: float) -> tuple[int, int]:

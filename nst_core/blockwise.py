@@ -108,11 +108,13 @@ class Objective:
     def __init__(self, net, content_targets: dict, style_targets: dict, *, content_weight: float,
                  style_weight: float, layer_weights: dict, tv_weight: float, range_weight: float,
                  autocast: Callable, core: int | None = None, margin: int = MARGIN,
-                 should_stop: Callable[[], bool] = lambda: False, style_loss=losses.GRAM):
+                 should_stop: Callable[[], bool] = lambda: False, style_loss=losses.GRAM,
+                 hold: tuple | None = None):
         self.net, self.targets, self.styles = net, content_targets, style_targets
         self.kind = style_loss
         self.cw, self.sw, self.lw = content_weight, style_weight, layer_weights
         self.tvw, self.rw = tv_weight, range_weight
+        self.hold = hold  # (weight, target image, per-pixel mask (1, 1, H, W)) or None
         self.autocast, self.core, self.margin = autocast, core, margin
         self.should_stop = should_stop
         self.on_block: Callable[[float], None] | None = None  # fraction of an evaluation done
@@ -122,13 +124,18 @@ class Objective:
         with self.autocast():
             return self.net(x.contiguous(memory_format=torch.channels_last), self.layers)
 
-    def image_terms(self, x: torch.Tensor) -> torch.Tensor:
-        """TV and the range penalty: cheap, so on the whole image directly."""
+    def image_terms(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """TV, the range penalty and the hold term: cheap, so on the image directly. `rows`: a
+        band's own rows in x (x may hold one row more, which TV pairs with its last)."""
         loss = x.new_zeros(())
+        own = x[..., :rows.stop - rows.start, :] if rows.stop is not None else x
         if self.tvw:
             loss = loss + self.tvw * losses.tv_loss(x)
         if self.rw:
-            loss = loss + self.rw * losses.range_loss(x)
+            loss = loss + self.rw * losses.range_loss(own)
+        if self.hold is not None:
+            weight, target, mask = self.hold
+            loss = loss + weight * losses.hold_loss(own, target[..., rows, :], mask[..., rows, :])
         return loss
 
     def __call__(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -203,22 +210,18 @@ class Objective:
         return loss + self._image_terms_in_bands(x, grad, self.core * self.core // w + 1), grad
 
     def _image_terms_in_bands(self, x: torch.Tensor, grad: torch.Tensor, rows: int) -> float:
-        """TV and the range penalty, band of rows by band of rows, their gradient added to
-        `grad`: on a whole 24 MP image their autograd temporaries would take ~2 GB. TV pairs a
-        row with the next, so each band also reads the first row of the next one (its anchors
-        stay its own rows); the range penalty is per pixel."""
-        if not (self.tvw or self.rw):
+        """TV, the range penalty and the hold term, band of rows by band of rows, their gradient
+        added to `grad`: on a whole 24 MP image their autograd temporaries would take ~2 GB. TV
+        pairs a row with the next, so each band also reads the first row of the next one (its
+        anchors stay its own rows); the other two are per pixel."""
+        if not (self.tvw or self.rw or self.hold):
             return 0.0
         h = x.shape[-2]
         total = 0.0
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             piece = x[..., r0:min(r1 + 1, h), :].detach().requires_grad_(True)
-            loss = piece.new_zeros(())
-            if self.tvw:
-                loss = loss + self.tvw * losses.tv_loss(piece)
-            if self.rw:
-                loss = loss + self.rw * losses.range_loss(piece[..., :r1 - r0, :])
+            loss = self.image_terms(piece, slice(r0, r1))
             loss.backward()
             grad[..., r0:min(r1 + 1, h), :] += piece.grad
             total += loss.item()

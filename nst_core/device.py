@@ -103,3 +103,14 @@ def describe(device: torch.device, dtype: torch.dtype) -> str:
          f"{torch.get_num_threads()} threads")
     return f"{device.type} ({name}), {str(dtype).replace('torch.', '')}, " \
            f"torch {torch.__version__}, Python {sys.version.split()[0]}"
+
+
+def machine() -> str:
+    """One line for benchmark figures: CPU, threads, instruction set, torch and Python."""
+    import platform
+
+    flags = cpu_flags()
+    isa = "AVX-512 BF16" if flags & {"avx512_bf16", "amx_bf16"} else (
+        "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX")
+    return (f"{cpu_name()}, {torch.get_num_threads()} threads, {isa}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # climbs); a smooth penalty on the excess keeps the problem smooth and the image in range.
 BLOW_UP = 1e6  # a step that multiplies the best loss by this much has diverged
 RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px; 1 keeps a margin
+# Ruder et al.'s temporal weight, on our sums in 0..255 units: chosen with bench/flicker.py.
+HOLD_WEIGHT = 1e-2
 OOM_RETRIES = 2  # out of GPU memory: halve the budget (smaller blocks) this often, then the CPU
 
 
@@ -49,7 +51,7 @@ class Progress:
 
 
 def stylize(content, styles, options: Options | None = None, *, progress=None, should_stop=None,
-            on_image=None, image_every: int = 0, start=None):
+            on_image=None, image_every: int = 0, start=None, hold=None):
     """Paint `content` in the style of `styles`.
 
     content: a PIL image (the result is then a PIL RGB image) or an HxWx3 array in 0..1 (the
@@ -78,7 +80,7 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
 
     def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
         return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
-                    image_every, share, start).run()
+                    image_every, share, start, hold).run()
 
     result = None
     for attempt in range(OOM_RETRIES + 1):
@@ -105,9 +107,9 @@ class _Run:
     """One stylize() call: the schedule, the network, the loop."""
 
     def __init__(self, options, content, styles, device, progress, should_stop, on_image,
-                 image_every, share=1.0, start=None):
+                 image_every, share=1.0, start=None, hold=None):
         self.o, self.content, self.styles, self.device = options, content, styles, device
-        self.start_image = start
+        self.start_image, self.hold = start, hold
         self.report, self.should_stop = progress, should_stop or (lambda: False)
         self.on_image, self.image_every = on_image, image_every
         self.dtype = select_dtype(options.resolved("precision"), device)
@@ -213,7 +215,15 @@ class _Run:
             tv_weight=o.resolved("tv_weight"),
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
             autocast=self.autocast, core=plan.core, margin=self.margin,
-            should_stop=self.should_stop, style_loss=kind)
+            should_stop=self.should_stop, style_loss=kind, hold=self.hold_term(w, h))
+
+    def hold_term(self, w: int, h: int) -> tuple | None:
+        if self.hold is None or self.start_image is None:
+            return None
+        target = images.resize(self.tensor(images.to_array(self.start_image)), (w, h))
+        mask = torch.from_numpy(np.ascontiguousarray(self.hold, dtype=np.float32))[None, None]
+        mask = images.resize(mask.to(self.device), (w, h)).clamp(0, 1)
+        return HOLD_WEIGHT, target, mask
 
     def optimise(self, x, objective, index, iterations, plan) -> tuple[torch.Tensor, bool]:
         """One scale's iterations; returns (the image, whether should_stop ended them)."""

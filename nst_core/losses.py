@@ -76,6 +76,13 @@ def range_loss(image: torch.Tensor, low: float = 0.0, high: float = 255.0) -> to
     return 0.5 * (image - image.clamp(low, high)).square().sum()
 
 
+def hold_loss(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Half the sum of squared differences to `target`, weighted per pixel by `mask` (Ruder et
+    al.'s temporal loss: an animation's frame keeps what the last frame painted where it shows
+    the same thing)."""
+    return 0.5 * (mask * (image - target).square()).sum()
+
+
 # -- style losses as statistics: a sum over positions, a loss of the statistics, a seed ------------
 
 

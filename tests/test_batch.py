@@ -257,3 +257,24 @@ def test_sixteen_bit_files_round_trip(tmp_path):
         assert alpha is None and np.abs(back - rgb).max() < 1e-4
     assert not depth.is_deep(depth.encode(rgb, None, "png"))
     assert Image.open(io.BytesIO(depth.encode(rgb, None, "jpg"))).format == "JPEG"
+
+
+def test_motion_carries_the_last_result_along_and_lets_new_things_be_painted():
+    from nst_core.batch.motion import carry
+
+    rng = np.random.default_rng(0)
+    scene = np.asarray(picture(140, 96, 3), dtype=np.float32) / 255
+    then, now = scene[:, 8:120], scene[:, 12:124]  # the camera pans 4 px to the right
+    now = now.copy()
+    now[40:60, 40:60] = [1.0, 0.0, 1.0]  # and something new appears
+    painted = rng.random(then.shape, dtype=np.float32)  # the last frame's result
+    start, hold = carry(painted, then, now)
+    # Where the new frame shows what the last one did, the last result moved 4 px left.
+    inner = np.s_[8:-8, 8:-12]
+    held = hold[inner] > 0
+    assert held.mean() > 0.8
+    moved = painted[8:-8, 12:-8]  # start[y, x] should be painted[y, x + 4]
+    assert np.abs(start[inner] - moved)[held].mean() < 0.05
+    # The new square is not held and starts from the new content.
+    assert hold[44:56, 44:56].max() == 0
+    assert np.allclose(start[44:56, 44:56], [1.0, 0.0, 1.0])

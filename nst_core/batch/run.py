@@ -15,6 +15,7 @@ from ..options import INITS, Options
 from .executor import Executor, make_executor
 from .inputs import Input, discover, output_names, style_labels
 from .manifest import Manifest, fingerprint
+from .motion import carry
 from .progress import BatchProgress
 from .task import Done, Job
 
@@ -128,33 +129,35 @@ class _Painter:
         self.items = {i.key: i for i in batch.items}
         self.written = 0
 
-    def job(self, item: Item, start=None) -> Job:
+    def job(self, item: Item, start=None, hold=None) -> Job:
         content, error = b"", None
         try:
             content = item.input.path.read_bytes()
         except OSError as e:  # the job fails with the reason, named, where it runs
             error = f"input image {item.input.path} is unreadable ({e.strerror})"
         return Job(item.key, str(item.input.path), content, self.style_bytes[item.style],
-                   self.batch.options, self.batch.fmt, start, error)
+                   self.batch.options, self.batch.fmt, start, hold, error)
 
     def events(self, todo: list[Item], executor: Executor, on_update):
         if not self.batch.sequence:
             yield from executor.run((self.job(i) for i in todo), on_update)
             return
-        # Frames one by one: each starts from the previous frame's result, moved on by the
-        # content's own change between the two frames (less flicker than starting afresh).
+        # Frames one by one: each starts from the previous frame's result, moved along with the
+        # content (motion.py), and holds to it where the content is the same: less flicker.
         previous: dict[int, tuple[Item, np.ndarray]] = {}  # style -> last frame and result
         for item in todo:
-            start = self.start_for(item, previous.get(item.style))
-            for event in executor.run([self.job(item, start)], on_update, keep_pictures=True):
+            carried = self.carried(item, previous.get(item.style)) or (None, None)
+            for event in executor.run([self.job(item, *carried)], on_update,
+                                      keep_pictures=True):
                 if isinstance(event, Done):
                     previous[item.style] = (item, event.picture)
                     event = dataclasses.replace(event, picture=None)
                 yield event
 
-    def start_for(self, item: Item, previous) -> np.ndarray | None:
-        """The previous frame's result plus the content's change since that frame. After a
-        skipped (already done) frame the result is read back from its file."""
+    def carried(self, item: Item, previous) -> tuple[np.ndarray, np.ndarray] | None:
+        """(start, hold) for a frame from the previous frame's result (motion.carry); None for
+        the first frame, or when the previous one failed. After a skipped (already done) frame
+        the result is read back from its file."""
         order = [i for i in self.batch.items if i.style == item.style]
         at = order.index(item)
         if at == 0:
@@ -173,7 +176,7 @@ class _Painter:
                 i.input.path, max_side=max(w, h))), (w, h)) for i in (item, before))
         except ImageError:
             return None  # this frame's own failure is reported by its job
-        return np.clip(picture + (now - then), 0, 1)
+        return carry(picture, then, now)
 
     def write(self, done: Done) -> None:
         item = self.items[done.key]

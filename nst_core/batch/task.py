@@ -21,7 +21,8 @@ class Job:
     style: bytes  # the style file
     options: Options
     format: str  # "png", "jpg" or "tif"
-    start: np.ndarray | None = None  # --sequence: the previous frame's result, moved on
+    start: np.ndarray | None = None  # --sequence: the previous frame's result, moved along
+    hold: np.ndarray | None = None  # --sequence: where the frame keeps to `start` (HxW, 0..1)
     error: str | None = None  # the input could not be read: the job fails with this
 
 
@@ -57,7 +58,7 @@ def paint(job: Job, progress=None, keep_picture: bool = False) -> Done:
     side = round((o.size or max(img.size)) * o.style_scale)
     del img
     style = images.load_image(job.style, what="style image", max_side=side)
-    result = stylize(rgb, [style], o, progress=progress, start=job.start)
+    result = stylize(rgb, [style], o, progress=progress, start=job.start, hold=job.hold)
     h, w = result.shape[:2]
     if alpha is not None:
         alpha = images.resize_array(alpha[..., None], (w, h))[..., 0]
