@@ -85,6 +85,7 @@ function buildForm(schema) {
     field.className = "field";
     field.title = opt.help;
     field.id = `field-${opt.name}`;
+    if (opt.name === "preset" || opt.type === "list") field.classList.add("wide");
     const name = document.createElement("span");
     name.textContent = label(opt.name);
     field.append(name, inputFor(opt));
