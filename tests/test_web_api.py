@@ -134,6 +134,23 @@ def test_too_large_uploads_are_413():
         assert r.status_code == 413 and error_of(r)["field"] == "content", r.text
 
 
+def test_big_parts_are_read_in_memory_and_a_form_is_needed(client, monkeypatch):
+    import tempfile
+
+    def no_temporary_files(*a, **kw):  # uploads stay in memory (and the job's folder)
+        raise AssertionError("an upload went to a temporary file")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_temporary_files)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_temporary_files)
+    noise = np.random.default_rng(0).integers(0, 255, (800, 800, 3), dtype=np.uint8)
+    big = png_bytes(Image.fromarray(noise))
+    assert len(big) > 1 << 20
+    r = submit(client, content=big, options={"strength": -1})
+    assert r.status_code == 400 and error_of(r)["field"] == "strength", r.text
+    r = client.post("/api/jobs", json={"content": "x"})
+    assert r.status_code == 400 and "multipart/form-data" in error_of(r)["message"]
+
+
 def test_token_off_this_machine():
     with pytest.raises(ValueError):
         create_app(host="0.0.0.0")  # another address without a token: refused

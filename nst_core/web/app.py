@@ -29,6 +29,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -157,9 +158,8 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
         return response
 
     async def submit(request: Request):
-        body = await _read_limited(request, max_upload)
-        request._body = body  # Starlette parses the form from this (already size-checked)
-        async with request.form(max_files=protocol.MAX_STYLES + 1, max_fields=64) as form:
+        form = await _read_form(request, max_upload)
+        try:
             content = form.get("content")
             content_file = (content.filename or "content", await content.read()) \
                 if hasattr(content, "read") else None
@@ -168,6 +168,8 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
             builtins = [str(b) for b in form.getlist("builtin") if isinstance(b, str) and b]
             options_text = form.get("options")
             live = form.get("live")
+        finally:
+            await form.close()
         if not isinstance(options_text, (str, type(None))) or not isinstance(live,
                                                                                (str, type(None))):
             raise Rejected('"options" and "live" are text fields, not files')
@@ -269,6 +271,26 @@ def _same_origin(request: Request) -> bool:
     if origin is None:
         return True
     return origin.split("://", 1)[-1].rstrip("/") == request.headers.get("host", "")
+
+
+async def _read_form(request: Request, limit: int):
+    """The multipart form, parsed in memory: nothing uploaded goes to a temporary file (Starlette
+    would spool parts over 1 MB to the system's temporary folder)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise Rejected("send a job as multipart/form-data (content, style, options, live)")
+    body = await _read_limited(request, limit)
+
+    class InMemory(MultiPartParser):
+        spool_max_size = limit + 1
+
+    async def chunks():
+        yield body
+
+    try:
+        return await InMemory(request.headers, chunks(), max_files=protocol.MAX_STYLES + 1,
+                              max_fields=64).parse()
+    except MultiPartException as e:
+        raise Rejected(f"the form could not be read: {e.message}") from None
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
