@@ -287,3 +287,39 @@ def test_a_closed_page_cancels_its_job():
             time.sleep(1.5)
             assert c.get(job2["urls"]["self"]).json()["status"] == "running"
             c.post(job2["urls"]["cancel"])
+
+
+# -- pictures: 16-bit in, 16-bit out -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_sixteen_bit_png_writer(channels):
+    from nst_core.web.pictures import Samples, to_png
+
+    rng = np.random.default_rng(channels)
+    a = rng.integers(0, 65536, (20, 30, channels), dtype=np.uint16)
+    data = to_png(Samples(30, 20, channels, "u16", a.astype("<u2").tobytes()))
+    with Image.open(io.BytesIO(data)) as img:  # PIL checks the chunks and the zlib stream
+        img.load()
+        assert img.size == (30, 20)
+    png = pytest.importorskip("png")
+    w, h, rows, info = png.Reader(bytes=data).asDirect()
+    assert info["bitdepth"] == 16 and info["planes"] == channels
+    back = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, channels)
+    assert np.array_equal(back, a)
+
+
+def test_sixteen_bit_rgb_content_is_read_at_16_bits():
+    png = pytest.importorskip("png")  # PIL reads 16-bit RGB PNGs as 8-bit; pypng does not
+    from nst_core.web.pictures import decode_content
+
+    y, x = np.mgrid[0:48, 0:64]
+    a = np.stack([x * 1000, y * 1300, (x + y) * 500], axis=-1).astype(np.uint16)
+    buf = io.BytesIO()
+    png.Writer(64, 48, greyscale=False, bitdepth=16).write(buf, a.reshape(48, -1))
+    samples = decode_content(buf.getvalue(), "deep.png", None)
+    assert (samples.format, samples.channels, samples.width) == ("u16", 3, 64)
+    got = np.frombuffer(samples.data, "<u2").reshape(48, 64, 3)
+    assert np.array_equal(got, a)
+    half = decode_content(buf.getvalue(), "deep.png", 32)  # scaled to the run's size
+    assert (half.width, half.height, half.format) == (32, 24, "u16")

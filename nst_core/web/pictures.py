@@ -35,12 +35,14 @@ class Samples:
                 "format": self.format}
 
 
-def _sixteen_bit_png(data: bytes, img: Image.Image) -> np.ndarray | None:
+def _sixteen_bit_png(data: bytes) -> np.ndarray | None:
     """A 16-bit RGB(A) or grey+alpha PNG's samples as uint16 HxWxC (PIL reads those as 8-bit),
     through pypng when it is installed; None otherwise (the image is then read as 8-bit)."""
-    raw = img.tile[0].args if img.format == "PNG" and img.tile else None
-    if not (isinstance(raw, str) and raw.endswith(";16B") and img.mode in ("RGB", "RGBA", "LA")):
-        return None
+    with Image.open(io.BytesIO(data)) as img:  # the header: how its samples are stored
+        raw = img.tile[0].args if img.format == "PNG" and img.tile else None
+        if not (isinstance(raw, str) and raw.endswith(";16B")
+                and img.mode in ("RGB", "RGBA", "LA")):
+            return None
     try:
         import png  # pypng: optional
     except ImportError:
@@ -55,7 +57,7 @@ def decode_content(data: bytes, name: str, long_side: int | None) -> Samples:
     """An uploaded content image, checked (images.load_image: header, size, decodability) and
     scaled to the run's long side, as samples at its own depth."""
     img = images.load_image(data, what="content image", name=name, max_side=long_side)
-    a16 = _sixteen_bit_png(data, img)
+    a16 = _sixteen_bit_png(data)
     if a16 is not None:
         a, fmt = a16, "u16"
     elif img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey (I: after a reduce)
