@@ -14,7 +14,9 @@ Failed and is not retried. close() cancels what is left (Ctrl-C, an error).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -126,6 +128,7 @@ class RayExecutor:
                     ray.init(address="local", object_store_memory=LOCAL_STORE, **common)
                 self._connected = True
             else:
+                _check_reachable(address)
                 ray.init(address=address, **common)
                 self._connected = True
         except (ConnectionError, ValueError, RuntimeError) as e:
@@ -242,9 +245,9 @@ class RayExecutor:
             result, node = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
-            if isinstance(cause, BaseException):
-                raise cause from None  # WeightsError, DeviceError... as if run here
-            raise
+            if isinstance(cause, NSTError):
+                raise cause from None  # WeightsError, DeviceError: as if run here
+            raise  # a bug: the task's own traceback is in the message
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.TaskCancelledError,
                 ray.exceptions.ObjectLostError) as e:
@@ -279,6 +282,29 @@ class RayExecutor:
         if self._connected:
             ray.shutdown()
             self._connected = False
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A clear error at once where Ray itself would retry for minutes: nothing listening at
+    HOST:PORT, or a ray:// address without Ray's client installed."""
+    if address.startswith("ray://"):
+        if importlib.util.find_spec("grpc") is None:
+            raise OptionError(f"a ray:// address needs Ray's client: pip install 'ray[client]' "
+                              f"(or give the head's HOST:6379 instead of {address})")
+        host_port = address[len("ray://"):]
+    elif address == "auto":
+        return
+    else:
+        host_port = address
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionError(f"--ray {address}: give the head node as HOST:PORT (e.g. "
+                          "10.0.0.5:6379), ray://HOST:10001 or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ClusterError(f"no Ray cluster answers at {host_port} ({e.strerror or e}); is "
+                           "`ray start --head` running there, and is the port open?") from None
 
 
 @contextmanager
