@@ -157,7 +157,7 @@ def test_token_off_this_machine():
     token = "t" * 24
     with TestClient(create_app(host="0.0.0.0", token=token), base_url="http://10.1.2.3") as c:
         assert c.get("/").status_code == 200  # the page holds no data
-        assert c.get("/api/options").status_code == 200
+        assert c.get("/api/options").json()["token"] == {"required": True, "accepted": False}
         r = submit(c, content=b"x")
         assert r.status_code == 401 and error_of(r)["kind"] == "unauthorized"
         assert c.get("/api/jobs/whatever").status_code == 401
@@ -169,6 +169,7 @@ def test_token_off_this_machine():
         r = c.post("/api/session", headers=bearer)
         assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
         assert c.get("/api/jobs/whatever").status_code == 404
+        assert c.get("/api/options").json()["token"]["accepted"]
 
 
 def test_local_server_refuses_other_host_names_and_sites(client):

@@ -18,8 +18,7 @@ from tests.web.browser import browser_available, chrome  # noqa: F401 - a fixtur
 from tests.web.server import running_server
 from tests.worker_client import needs_weights
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, needs_weights,
-              pytest.mark.usefixtures("browser_available")]
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("browser_available")]
 pytest.importorskip("selenium")
 pytest.importorskip("uvicorn")
 
@@ -52,6 +51,8 @@ def job_state(url: str, driver) -> dict:
         return json.load(r)
 
 
+@pytest.mark.slow
+@needs_weights
 def test_paint_download_and_cancel_in_chromium(tmp_path):
     content, style = tmp_path / "photo.png", tmp_path / "style.png"
     picture(64, 48).save(content)
@@ -123,5 +124,26 @@ def test_paint_download_and_cancel_in_chromium(tmp_path):
             assert time.monotonic() - t0 < 1.0
             wait(lambda: driver.find_element("id", "status").text == "Cancelled", timeout=5)
             assert not driver.find_element("id", "download").is_displayed()
+        finally:
+            driver.quit()
+
+
+def test_page_takes_the_token_from_its_address(tmp_path):
+    """A shared server: the page opened at /#token=... trades it for its cookie, drops it from
+    the address bar, and its API calls (events, downloads) then work; without it, it asks."""
+    token = "studio-token-0123456789"
+    with running_server(host="0.0.0.0", token=token) as (url, _app):
+        driver = chrome(str(tmp_path))
+        try:
+            probe = ("const done = arguments[arguments.length - 1];"
+                     "fetch('/api/jobs/nope').then(r => done(r.status))")
+            driver.get(url + "/")
+            wait(lambda: driver.execute_script("return document.body.dataset.ready"))
+            assert driver.execute_async_script(probe) == 401
+            assert driver.find_element("id", "token-box").is_displayed()
+            driver.get(url + f"/#token={token}")
+            wait(lambda: "token" not in driver.current_url, timeout=10, what="the token used")
+            assert not driver.find_element("id", "token-box").is_displayed()
+            assert driver.execute_async_script(probe) == 404  # authorised: no such job
         finally:
             driver.quit()

@@ -111,17 +111,25 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
     def queue() -> JobQueue:
         return state["queue"]
 
+    def credentials(request: Request) -> int:
+        """200 when the request may use the API, else 401 (no token) or 403 (a wrong one)."""
+        if token is None:
+            return 200
+        header = request.headers.get("authorization", "")
+        given = header[len("Bearer "):] if header.startswith("Bearer ") else None
+        given = given or request.cookies.get(auth.COOKIE)
+        if given is None:
+            return 401
+        return 200 if auth.token_matches(given, token) else 403
+
     def guard(handler, need_token: bool = True):
         async def guarded(request: Request):
-            if token is not None and need_token:
-                header = request.headers.get("authorization", "")
-                given = header[len("Bearer "):] if header.startswith("Bearer ") else None
-                given = given or request.cookies.get(auth.COOKIE)
-                if given is None:
-                    return _error(401, "this server needs its access token (printed when it "
-                                  "started): Authorization: Bearer TOKEN", "unauthorized")
-                if not auth.token_matches(given, token):
-                    return _error(403, "wrong access token", "forbidden")
+            verdict = credentials(request) if need_token else 200
+            if verdict == 401:
+                return _error(401, "this server needs its access token (printed when it "
+                              "started): Authorization: Bearer TOKEN", "unauthorized")
+            if verdict == 403:
+                return _error(403, "wrong access token", "forbidden")
             if request.method == "POST" and not _same_origin(request):
                 return _error(403, "requests from other web sites are refused", "forbidden")
             try:
@@ -140,7 +148,10 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def options(request: Request):
-        return JSONResponse(await run_in_threadpool(option_schema))
+        schema = await run_in_threadpool(option_schema)
+        schema["token"] = {"required": token is not None,
+                           "accepted": credentials(request) == 200}
+        return JSONResponse(schema)
 
     async def style(request: Request):
         style_id = request.path_params["style_id"]

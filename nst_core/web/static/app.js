@@ -318,6 +318,7 @@ async function cancel() {
 
 async function main() {
   await tokenFromAddress();
+  window.addEventListener("hashchange", tokenFromAddress);  // a link pasted into an open page
   $("content-input").addEventListener("change", (e) => { if (e.target.files[0]) setContent(e.target.files[0]); });
   $("style-input").addEventListener("change", (e) => { addStyles([...e.target.files]); e.target.value = ""; });
   dropZone($("content-drop"), (files) => setContent(files[0]));
@@ -328,7 +329,9 @@ async function main() {
     try { await useToken($("token-input").value.trim()); clearError(); } catch (e) { showError(e); }
   });
   try {
-    buildForm(await api("/api/options"));
+    const schema = await api("/api/options");
+    buildForm(schema);
+    if (schema.token.required && !schema.token.accepted) $("token-box").hidden = false;
   } catch (e) { showError(e); return; }
   const previous = sessionStorage.getItem(JOB_KEY);
   if (previous) {
