@@ -32,7 +32,7 @@ from tests.conftest import picture, stripes
 from tests.worker_client import engine_run
 
 ray = pytest.importorskip("ray", reason="needs the [cluster] extra (make setup installs it)")
-from nst_core.batch.ray_executor import RayExecutor  # noqa: E402
+from nst_core.batch.ray_executor import ClusterError, RayExecutor  # noqa: E402
 from nst_core.batch.task import Done, Failed, Job  # noqa: E402
 
 pytestmark = engine_run
@@ -231,6 +231,20 @@ def test_an_error_every_image_would_have_is_raised_as_itself(cluster, tmp_path):
             list(ex.run([job], lambda u: None))
     finally:
         ex.close()
+
+
+def test_a_task_no_node_can_take_is_refused_before_any_work(cluster):
+    with pytest.raises(ClusterError, match="no node of the Ray cluster has 2 CPU"):
+        RayExecutor(cluster.address, cpus_per_task=2)
+    assert not ray.is_initialized()
+
+
+def test_an_address_where_no_cluster_answers_is_one_error_at_once():
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match="no Ray cluster answers at 127.0.0.1"):
+        RayExecutor(f"127.0.0.1:{free_port()}")
+    assert time.monotonic() - start < 10  # Ray itself would retry for minutes
+    assert not ray.is_initialized()
 
 
 # -- nst batch --ray ----------------------------------------------------------------------------

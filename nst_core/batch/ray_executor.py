@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ..errors import NSTError, OptionError
+from ..errors import DeviceError, NSTError, OptionError, WeightsError
 from .task import Done, Failed, Job, Update, run_one
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ INSTALL = "pip install neural-style-gimp[cluster]"
 # A task lost with its node (or killed worker process) runs again elsewhere up to this many times.
 RETRIES = 3
 POLL_S = 0.5  # how often the driver looks for progress while it waits for results
+CHECK_S = 30  # with no result for this long, check that a node is left to run the images
 REPORT_S = 0.5  # how often a task reports its progress (and at its start and end)
 # ray.init() of a local instance: a modest object store (images and results pass through it;
 # past it Ray spills to disk).
@@ -91,7 +92,10 @@ def _paint(job: Job, style: bytes, threads: int | None, progress, keep_picture: 
     if progress is not None:
         progress.report.remote(job.key, 0.0, None)
         last[0] = time.monotonic()
-    result = run_one(job, on_update, keep_picture)
+    try:
+        result = run_one(job, on_update, keep_picture)
+    except (WeightsError, DeviceError) as e:  # say where: the driver's machine may be fine
+        raise type(e)(f"on the Ray node {ray.util.get_node_ip_address()}: {e.message}") from None
     return result, ray.get_runtime_context().get_node_id()
 
 
@@ -111,7 +115,7 @@ class RayExecutor:
             raise OptionError("--cpus-per-task must be at least 1")
         self._connected = False
         self._actor = None
-        self._pending: dict = {}  # ObjectRef -> Job
+        self._pending: dict = {}  # ObjectRef -> (key, name) of its job
         self._styles: dict[bytes, object] = {}  # style bytes -> ObjectRef
         self.node_of: dict[str, str] = {}  # key -> the Ray node id that painted it
         quiet = not logging.getLogger("nst_core").isEnabledFor(logging.DEBUG)
@@ -131,7 +135,9 @@ class RayExecutor:
                 _check_reachable(address)
                 ray.init(address=address, **common)
                 self._connected = True
-        except (ConnectionError, ValueError, RuntimeError) as e:
+        except NSTError:
+            raise
+        except Exception as e:  # ConnectionError, Ray's AuthenticationError...
             where = "a local Ray instance" if address == "local" else f"the Ray cluster {address}"
             raise ClusterError(f"cannot start or reach {where}: {e}") from None
         try:
@@ -140,25 +146,34 @@ class RayExecutor:
             self.close()
             raise
 
+    def _alive(self) -> tuple[list[int], int]:
+        """The CPUs of each alive node that has any, and the GPUs of all."""
+        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
+        cpus = [int(r.get("CPU", 0)) for r in nodes]
+        return [c for c in cpus if c > 0], int(sum(r.get("GPU", 0) for r in nodes))
+
     def _plan(self, cpus_per_task: int | None) -> None:
-        ray = self._ray
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
-        cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes]
-        cpus = [c for c in cpus if c > 0]
-        self.gpus = int(gpus)
+        cpus, self.gpus = self._alive()
         if cpus_per_task is None:
             cpus_per_task = min(cpus) if cpus else 1
-        if self.gpus == 0 and (not cpus or cpus_per_task > max(cpus)):
-            most = max(cpus) if cpus else 0
-            raise ClusterError(f"no node of the Ray cluster has {cpus_per_task} CPU(s) for a task "
-                               f"(the most on one node: {most}); lower --cpus-per-task")
         self.cpus_per_task = cpus_per_task
         self._cpu_slots = max(1, sum(c // cpus_per_task for c in cpus))
         self._use_gpus(self.gpus > 0)
-        log.info("Ray cluster: %d node(s), %d CPU(s), %d GPU(s); %d image(s) at once, each on %s",
-                 len(nodes), sum(cpus), self.gpus, self.slots,
+        self._check_room()
+        log.info("Ray cluster: %d CPU(s), %d GPU(s); %d image(s) at once, each on %s",
+                 sum(cpus), self.gpus, self.slots,
                  "one GPU" if self.on_gpus else f"{cpus_per_task} CPU(s)")
+
+    def _check_room(self) -> None:
+        """A ClusterError where no alive node could run a task (it would wait for ever)."""
+        cpus, gpus = self._alive()
+        if self.on_gpus:
+            if gpus == 0:
+                raise ClusterError("no node with a GPU is left in the Ray cluster")
+        elif not cpus or self.cpus_per_task > max(cpus):
+            most = max(cpus) if cpus else 0
+            raise ClusterError(f"no node of the Ray cluster has {self.cpus_per_task} CPU(s) for a "
+                               f"task (the most on one node: {most}); lower --cpus-per-task")
 
     def _use_gpus(self, on: bool) -> None:
         self.on_gpus = on
@@ -203,9 +218,11 @@ class RayExecutor:
             return
         if self.on_gpus and first.options.device in ("cpu", "mps"):
             self._use_gpus(False)  # --device cpu on a cluster with GPUs: CPU tasks
+            self._check_room()
         task, threads = self._remote()
         actor = self._progress_actor()
         queue: Iterator[Job] = _chain(first, jobs)
+        quiet_since = time.monotonic()
         try:
             more = True
             while True:
@@ -216,14 +233,18 @@ class RayExecutor:
                         break
                     ref = task.remote(replace(job, style=b""), self._style_ref(job.style),
                                       threads, actor, keep_pictures)
-                    self._pending[ref] = job
+                    self._pending[ref] = (job.key, job.name)
                 if not self._pending:
                     return
                 ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=POLL_S)
                 self._report(actor, on_update)
+                if ready:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > CHECK_S:  # nodes lost: is any left?
+                    self._check_room()
+                    quiet_since = time.monotonic()
                 for ref in ready:
-                    job = self._pending.pop(ref)
-                    yield self._result(ref, job)
+                    yield self._result(ref, *self._pending.pop(ref))
         finally:
             if self._pending:  # an exception, Ctrl-C or the caller stopped early
                 self._cancel()
@@ -234,12 +255,12 @@ class RayExecutor:
         except Exception as e:  # progress is a nicety: never a reason to stop the batch
             log.debug("no progress from the Ray actor: %s", e)
             return
-        running = {job.key for job in self._pending.values()}
+        running = {key for key, _ in self._pending.values()}
         for key, (fraction, eta) in latest.items():
             if key in running:
                 on_update(Update(key, fraction, eta))
 
-    def _result(self, ref, job: Job) -> Done | Failed:
+    def _result(self, ref, key: str, name: str) -> Done | Failed:
         ray = self._ray
         try:
             result, node = ray.get(ref)
@@ -252,9 +273,9 @@ class RayExecutor:
                 ray.exceptions.OutOfMemoryError, ray.exceptions.TaskCancelledError,
                 ray.exceptions.ObjectLostError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return Failed(job.key, f"{job.name}: lost on the Ray cluster after {RETRIES} "
-                                   f"retries ({type(e).__name__}: {first})")
-        self.node_of[job.key] = node
+            return Failed(key, f"{name}: lost on the Ray cluster after {RETRIES} retries "
+                               f"({type(e).__name__}: {first})")
+        self.node_of[key] = node
         return result
 
     def _cancel(self) -> None:
