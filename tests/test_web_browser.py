@@ -46,7 +46,10 @@ def set_value(driver, element_id: str, value: str) -> None:
 
 def job_state(url: str, driver) -> dict:
     job_id = driver.execute_script("return sessionStorage.getItem('nst-job')")
-    assert job_id, "the page keeps its job's id while it runs"
+    if not job_id:  # not submitted yet (the page keeps its job's id while it runs)
+        error = driver.find_element("id", "error")
+        assert not error.is_displayed(), error.text
+        return {"progress": {}}
     with urllib.request.urlopen(f"{url}/api/jobs/{job_id}") as r:
         return json.load(r)
 
@@ -142,8 +145,9 @@ def test_page_takes_the_token_from_its_address(tmp_path):
             assert driver.execute_async_script(probe) == 401
             assert driver.find_element("id", "token-box").is_displayed()
             driver.get(url + f"/#token={token}")
-            wait(lambda: "token" not in driver.current_url, timeout=10, what="the token used")
-            assert not driver.find_element("id", "token-box").is_displayed()
+            wait(lambda: "token" not in driver.current_url
+                 and not driver.find_element("id", "token-box").is_displayed(),
+                 timeout=10, what="the token used")
             assert driver.execute_async_script(probe) == 404  # authorised: no such job
         finally:
             driver.quit()
