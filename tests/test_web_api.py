@@ -191,7 +191,7 @@ def test_unknown_job_is_404(client):
 @pytest.mark.slow
 @needs_weights
 def test_job_progress_live_picture_result_and_expiry():
-    with TestClient(create_app(queue_options={"keep_s": 3.0}), base_url=LOCAL) as c:
+    with TestClient(create_app(queue_options={"keep_s": 2.0}), base_url=LOCAL) as c:
         r = submit(c, live=64)
         assert r.status_code == 201, r.text
         job = r.json()
@@ -221,7 +221,7 @@ def test_job_progress_live_picture_result_and_expiry():
         assert not kept.folder.exists()  # the uploads went with the job's end
         assert stat.S_IMODE(os.stat(queue.results).st_mode) == 0o700
         assert kept.result_path.exists()
-        time.sleep(3.0 + 1.0)  # kept for keep_s, then removed
+        time.sleep(2.0 + 1.0)  # kept for keep_s, then removed (the janitor looks every 0.5 s)
         assert c.get(job["urls"]["result"]).status_code == 404
         assert not kept.result_path.exists()
     assert not queue.results.exists()  # and the server's folder goes when it stops
