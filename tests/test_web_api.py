@@ -310,17 +310,23 @@ def test_sixteen_bit_png_writer(channels):
     assert np.array_equal(back, a)
 
 
-def test_sixteen_bit_rgb_content_is_read_at_16_bits():
-    png = pytest.importorskip("png")  # PIL reads 16-bit RGB PNGs as 8-bit; pypng does not
+@pytest.mark.parametrize("kind", ["png", "tif"])
+def test_sixteen_bit_colour_content_is_read_at_16_bits(kind):
+    import png  # PIL reads 16-bit colour PNG and TIFF as 8-bit; nst_core.depth does not
+    import tifffile
+
     from nst_core.web.pictures import decode_content
 
     y, x = np.mgrid[0:48, 0:64]
     a = np.stack([x * 1000, y * 1300, (x + y) * 500], axis=-1).astype(np.uint16)
     buf = io.BytesIO()
-    png.Writer(64, 48, greyscale=False, bitdepth=16).write(buf, a.reshape(48, -1))
-    samples = decode_content(buf.getvalue(), "deep.png", None)
+    if kind == "png":
+        png.Writer(64, 48, greyscale=False, bitdepth=16).write(buf, a.reshape(48, -1))
+    else:
+        tifffile.imwrite(buf, a, photometric="rgb")
+    samples = decode_content(buf.getvalue(), f"deep.{kind}", None)
     assert (samples.format, samples.channels, samples.width) == ("u16", 3, 64)
     got = np.frombuffer(samples.data, "<u2").reshape(48, 64, 3)
     assert np.array_equal(got, a)
-    half = decode_content(buf.getvalue(), "deep.png", 32)  # scaled to the run's size
+    half = decode_content(buf.getvalue(), f"deep.{kind}", 32)  # scaled to the run's size
     assert (half.width, half.height, half.format) == (32, 24, "u16")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .. import images, pixels
+from .. import depth, images, pixels
 from ..errors import ImageError
 
 PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, ...)
@@ -35,29 +35,21 @@ class Samples:
                 "format": self.format}
 
 
-def _sixteen_bit_png(data: bytes) -> np.ndarray | None:
-    """A 16-bit RGB(A) or grey+alpha PNG's samples as uint16 HxWxC (PIL reads those as 8-bit),
-    through pypng when it is installed; None otherwise (the image is then read as 8-bit)."""
-    with Image.open(io.BytesIO(data)) as img:  # the header: how its samples are stored
-        raw = img.tile[0].args if img.format == "PNG" and img.tile else None
-        if not (isinstance(raw, str) and raw.endswith(";16B")
-                and img.mode in ("RGB", "RGBA", "LA")):
-            return None
-    try:
-        import png  # pypng: optional
-    except ImportError:
-        return None
-    width, height, rows, info = png.Reader(bytes=data).asDirect()
-    planes = info["planes"]
-    return np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(
-        height, width, planes)
+def _deep_colour(data: bytes, name: str, img: Image.Image) -> np.ndarray | None:
+    """A 16-bit colour (or grey+alpha) PNG or TIFF as uint16 HxWxC through nst_core.depth (PIL
+    reads those as 8-bit); None for every other file."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F") or not depth.is_deep(data):
+        return None  # PIL keeps 16-bit grey itself
+    rgb, alpha = depth.read(data, name)
+    planes = [rgb] if alpha is None else [rgb, alpha[..., None]]
+    return pixels.encode(np.concatenate(planes, axis=2), "u16")
 
 
 def decode_content(data: bytes, name: str, long_side: int | None) -> Samples:
     """An uploaded content image, checked (images.load_image: header, size, decodability) and
     scaled to the run's long side, as samples at its own depth."""
     img = images.load_image(data, what="content image", name=name, max_side=long_side)
-    a16 = _sixteen_bit_png(data)
+    a16 = _deep_colour(data, f"content image {name}", img)
     if a16 is not None:
         a, fmt = a16, "u16"
     elif img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey (I: after a reduce)
