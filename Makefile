@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp lint bench bench-fullres bench-styleloss fuzz screenshot install \
-        uninstall clean
+.PHONY: setup weights demo test test-fast test-gimp test-web lint bench bench-fullres bench-styleloss \
+        bench-batch bench-flicker fuzz screenshot screenshot-web install uninstall clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ test-fast: setup
 test-gimp: weights
 	$(BIN)/python -m pytest -rs -m gimp
 
+# The web page's tests: API, `nst serve`, and headless chromium (installed with apt-get as root).
+test-web: weights
+	$(BIN)/python -m pytest -rs tests/test_web_api.py tests/test_web_serve.py tests/test_web_browser.py
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -49,6 +53,10 @@ bench-fullres: weights
 bench-styleloss: weights
 	$(BIN)/python bench/styleloss.py
 
+# nst batch --sequence vs each frame alone: frame-to-frame flicker on a generated pan (README).
+bench-flicker: weights
+	$(BIN)/python bench/flicker.py
+
 # 100,000 generated requests through the parser, 200 through real worker processes (README).
 fuzz: setup
 	$(BIN)/python bench/fuzz.py --cases 100000 --processes 200
@@ -56,6 +64,10 @@ fuzz: setup
 # docs/gimp-dialog.png: the dialog in a real GIMP 3 window (Xvfb in the test chroot).
 screenshot: weights
 	tests/gimp3/screenshot.sh docs/gimp-dialog.png
+
+# docs/web-page.png: the page in headless chromium while a real run paints.
+screenshot-web: weights
+	$(BIN)/python -m tests.web.screenshot docs/web-page.png
 
 # Into every GIMP found, with its own environment (see installer/install.py --help).
 install:

@@ -11,6 +11,7 @@ plug-in -> core
    "mask": null | {"width": W, "height": H, "format": F},   # selection, 1 channel
    "result": {"format": F},               # sample format of the answer
    "preview": null | {"size": S},         # optional: a quick streamed draft, see below
+   "images": null | {"size": S},          # optional: a full run that also streams its images
    "payload": TOTAL}
       C: 1 (grey), 2 (grey+alpha), 3 (RGB), 4 (RGBA); alpha is always the last channel.
       F: "u8", "u16" or "f32"; samples interleaved, rows top to bottom, little-endian.
@@ -30,6 +31,8 @@ plug-in -> core
   device, ...) is kept. The mask, "result" and "auto_seconds" are ignored (the mask's bytes are
   still sent). The content may be any size: the core reduces it to S. The images being painted
   stream as "image" messages, then the result comes at the preview's size as RGB u8.
+  "images" ({"size": S}, the same limits) asks a full run to stream its images too, as "image"
+  messages no larger than S (a web page shows the picture being painted); a preview ignores it.
 
 core -> plug-in
   {"type": "progress", "phase": P, "scale": S, "scales": N, "iteration": I, "iterations": T,
@@ -37,8 +40,9 @@ core -> plug-in
       P: "loading", "stylizing" or "finishing"; fraction covers the whole job.
   {"type": "image", "width": W, "height": H, "channels": 3, "format": "u8", "step": K,
    "steps": M, "payload": W*H*3}
-      previews only: the image after step K of M (RGB u8 at the preview's size), after each
-      scale and every few iterations, at most about 3 a second, between progress messages.
+      previews (and runs that asked for "images"): the image after step K of M (RGB u8 at the
+      preview's or the images' size), after each scale and every few iterations, at most about
+      3 a second, between progress messages.
   {"type": "result", "width": W, "height": H, "channels": C, "format": F, "payload": N}
       the content's size and channels; alpha is the content's alpha (times the mask, if any).
       A preview's result: its own size, channels 3, format "u8".
@@ -250,6 +254,7 @@ class Request:
     mask_format: str | None
     auto_seconds: float | None = None  # size None: the largest size that takes at most this
     preview: int | None = None  # a streamed draft of this long side instead of the full run
+    images: int | None = None  # a full run that streams its images at most this long side
     content: bytes = b""
     style_data: list = field(default_factory=list)
     mask: bytes | None = None
@@ -289,7 +294,7 @@ class Request:
 
 
 REQUEST_FIELDS = ("type", "protocol", "options", "content", "styles", "mask", "result",
-                  "auto_seconds", "preview", "payload")
+                  "auto_seconds", "preview", "images", "payload")
 PIXEL_FIELDS = ("width", "height", "channels", "format")
 
 
@@ -328,13 +333,13 @@ def _style(value, i: int) -> Style:
     return Style(name, size, width, height, channels, fmt)
 
 
-def _preview(header: dict, where: str) -> int | None:
-    """The preview's long side, or None for a full run."""
-    preview = _get(header, "preview", where, None)
-    if preview is None:
+def _stream_size(header: dict, name: str, where: str) -> int | None:
+    """The long side of a preview ("preview") or of a full run's images ("images"), or None."""
+    value = _get(header, name, where, None)
+    if value is None:
         return None
-    preview = _object(preview, 'the request\'s "preview"', ("size",))
-    return _whole(preview, "size", "preview", *PREVIEW_SIZES, default=PREVIEW_SIZE)
+    value = _object(value, f'the request\'s "{name}"', ("size",))
+    return _whole(value, "size", name, *PREVIEW_SIZES, default=PREVIEW_SIZE)
 
 
 def parse_request(header: dict) -> Request:
@@ -377,7 +382,8 @@ def parse_request(header: dict) -> Request:
 
     auto_seconds = _seconds(header, "auto_seconds", where, None)
     request = Request(_options(header, where), width, height, channels, fmt, result_format,
-                      parsed_styles, mask_format, auto_seconds, _preview(header, where))
+                      parsed_styles, mask_format, auto_seconds,
+                      _stream_size(header, "preview", where), _stream_size(header, "images", where))
 
     declared = _get(header, "payload", where, 0)
     if declared != request.payload_bytes:

@@ -35,6 +35,7 @@ GRACE_S = 0.7  # after a stop request the engine gets this long, then the proces
 PARENT_POLL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress messages a second (plus every phase/scale change)
 IMAGE_INTERVAL_S = 0.33  # a preview's images: at most ~3 a second (plus one after each scale)
+IMAGE_EVERY = 5  # a full run's images ("images"): looked at every this many iterations
 PREVIEW_ITERATIONS = None  # a preview's total iterations; None: the draft preset's own
 STOP_REASONS = {
     "cancel": "the plug-in asked the core to stop",
@@ -295,9 +296,9 @@ def decode_styles(request: protocol.Request, long_side: int) -> list:
 
 
 class ImageStream:
-    """A preview's on_image: sends the image being painted at the preview's size, as the result
-    will look, after each scale and at most every IMAGE_INTERVAL_S between (the result follows
-    the last step, so that one is not sent)."""
+    """A preview's (or a full run's "images") on_image: sends the image being painted at its
+    size, as the result will look, after each scale and at most every IMAGE_INTERVAL_S between
+    (the result follows the last step, so that one is not sent)."""
 
     def __init__(self, session: Session, size: tuple[int, int], content: np.ndarray,
                  colors: str):
@@ -356,12 +357,16 @@ def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
     def on_progress(p) -> None:
         session.progress(**dataclasses.asdict(p))
 
-    stream = None
+    stream, every = None, 0
     if request.preview:
-        stream = ImageStream(session, size, rgb, request.options.colors)
+        stream, every = ImageStream(session, size, rgb, request.options.colors), 1
+    elif request.images:  # a full run's images: every few steps (each costs a copy at full size)
+        shown = fit_size(*size, min(request.images, max(size)))
+        stream = ImageStream(session, shown, rgb, request.options.colors)
+        every = IMAGE_EVERY
     t1 = time.monotonic()
     out = stylize(rgb, styles, request.options, progress=on_progress,
-                  should_stop=session.stop.is_set, on_image=stream, image_every=1 if stream else 0)
+                  should_stop=session.stop.is_set, on_image=stream, image_every=every)
     log.info("engine finished in %.2f s", time.monotonic() - t1)
     if session.stop.is_set():
         raise session.cancelled()

@@ -390,6 +390,23 @@ def test_a_preview_streams_the_painting_then_a_small_rgb_result(tmp_path):
     assert "preview of 64 px" in worker.log_text()
 
 
+def test_a_full_run_asked_for_images_streams_them_small_and_answers_in_full(tmp_path):
+    """"images": {"size": 64} on a 128x80 u16 run: images of at most 64 px while it paints (a
+    web page's live picture), then the whole result at the layer's size and format."""
+    w, h = 128, 80
+    data = request(to_samples(gradient(w, h, 3, "u16"), "u16"), w, h, 3, "u16",
+                   options=dict(FAST, size=None, iterations=12, min_size=128),
+                   header={"images": {"size": 64}})
+    worker = run_worker(tmp_path, data)
+    assert worker.proc.returncode == 0, worker.log_text()
+    streamed = images_of(worker)
+    assert streamed and worker.types()[-1] == "result"
+    assert {(m["width"], m["height"]) for m, _ in streamed} == {(64, 40)}
+    header, payload = worker.messages[-1]
+    assert (header["width"], header["height"], header["format"]) == (128, 80, "u16")
+    assert len(payload) == 128 * 80 * 3 * 2
+
+
 def result_of_preview(worker: Worker, width: int, height: int) -> np.ndarray:
     header, payload = worker.messages[-1]
     assert (header["width"], header["height"], header["channels"], header["format"]) == (
