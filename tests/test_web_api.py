@@ -192,7 +192,7 @@ def test_unknown_job_is_404(client):
 @needs_weights
 def test_job_progress_live_picture_result_and_expiry():
     with TestClient(create_app(queue_options={"keep_s": 2.0}), base_url=LOCAL) as c:
-        r = submit(c, live=64)
+        r = submit(c, dict(QUICK, iterations=12), live=64)  # images come every 5 iterations
         assert r.status_code == 201, r.text
         job = r.json()
         assert len(job["id"]) >= 24 and job["position"] == 0
@@ -201,13 +201,12 @@ def test_job_progress_live_picture_result_and_expiry():
         fractions = [s["fraction"] for s in states]
         assert fractions == sorted(fractions) and fractions[-1] == 1.0
         assert any(0 < f < 1 for f in fractions)
-        phases = {(s["stage"], s["progress"].get("phase")) for s in states}
-        assert ("live", "stylizing") in phases and ("run", "stylizing") in phases
+        assert "stylizing" in {s["progress"].get("phase") for s in states}
         assert any(s["progress"].get("eta_s") is not None for s in states)
         assert any(s["pid"] for s in states) and states[-1]["pid"] is None
-        assert states[-1]["images"] >= 2  # pictures being painted, then the draft's result
+        assert states[-1]["images"] >= 1  # the picture as it was being painted
         live = Image.open(io.BytesIO(c.get(job["urls"]["image"]).content))
-        assert live.size == (64, 48) and live.mode == "RGB"
+        assert live.size == (48, 36) and live.mode == "RGB"  # no larger than the result
 
         r = c.get(job["urls"]["result"])
         assert r.status_code == 200 and r.headers["content-type"] == "image/png"

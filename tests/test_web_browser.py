@@ -108,7 +108,7 @@ def test_paint_download_and_cancel_in_chromium(tmp_path):
 
             # A long run, cancelled from the page: its core is gone within a second.
             set_value(driver, "opt-iterations", "5000")
-            driver.find_element("id", "live").click()  # no draft: straight to the run
+            driver.find_element("id", "live").click()  # no live picture
             driver.find_element("id", "start").click()
             state = wait(lambda: (s := job_state(url, driver))["progress"].get("phase")
                          == "stylizing" and s, timeout=60, what="the second run to paint")

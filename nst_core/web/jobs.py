@@ -1,9 +1,9 @@
 """The job queue: one job at a time, each run by its own core process (`python -m
 nst_core.worker`, the GIMP plug-in's core and protocol).
 
-A job may first paint a live draft (the protocol's "preview": the images being painted stream
-as "image" messages), then the full run, whose result is kept as a PNG. The protocol streams
-pictures only for previews, so the live picture is of the draft; the full run shows progress.
+A job is one run of the core; with a live picture asked for ("images" in the protocol), the
+picture being painted streams as "image" messages every few iterations. The result is kept as
+a PNG.
 
 Files: each job's uploads and its core's log live in a private folder (mkdtemp, mode 0700)
 removed when the job ends; results live in the server's private folder until they expire
@@ -40,7 +40,6 @@ WORKER = [sys.executable, "-m", "nst_core.worker"]
 KEEP_S = 3600.0  # a finished job and its result are kept this long
 ABANDON_S = 5.0  # a watched job with no watcher for this long is cancelled
 KILL_AFTER_S = 1.0  # a cancelled core that has not exited by then is killed (it exits in 0.7 s)
-PREVIEW_SHARE = 0.2  # of the progress bar, for the live draft
 JANITOR_S = 0.5
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -52,7 +51,6 @@ class Job:
     folder: Path  # private: uploads and the core's log
     created: float = field(default_factory=time.time)
     status: str = "queued"  # queued, running, done, failed, cancelled
-    stage: str | None = None  # "live" (the draft) or "run"
     progress: dict = field(default_factory=dict)
     fraction: float = 0.0
     image: bytes | None = None  # the latest live picture (PNG)
@@ -131,7 +129,7 @@ class JobQueue:
         with self.lock:
             return {
                 "id": job.id, "status": job.status, "position": self.position(job),
-                "stage": job.stage, "fraction": round(job.fraction, 4),
+                "fraction": round(job.fraction, 4),
                 "progress": dict(job.progress), "images": job.images, "pid": job.pid,
                 "error": job.error, "result": job.result_info,
                 "expires_at": job.finished + self.keep_s if job.finished else None,
@@ -193,10 +191,7 @@ class JobQueue:
                 job.status, self.current = "running", job
                 self.lock.notify_all()
             try:
-                if job.submission.live:
-                    self._run_core(job, live=True)
-                if job.error is None and not job.cancel_reason:
-                    self._run_core(job, live=False)
+                self._run_core(job)
             except Exception as e:  # noqa: BLE001 - one readable error, the server goes on
                 log.exception("job %s failed", job.id[:6])
                 with self.lock:
@@ -221,21 +216,21 @@ class JobQueue:
         shutil.rmtree(job.folder, ignore_errors=True)
         log.info("job %s %s", job.id[:6], status)
 
-    def _request(self, job: Job, live: bool) -> tuple[dict, list[Path]]:
+    def _request(self, job: Job) -> tuple[dict, list[Path]]:
         s = job.submission
         header = {"type": "request", "protocol": protocol.VERSION, "options": s.options,
                   "content": s.content.header,
                   "styles": [{"name": name, "size": size} for name, size in s.styles],
                   "result": {"format": s.result_format}}
-        if live:
-            header["preview"] = {"size": s.live}
+        if s.live:
+            header["images"] = {"size": s.live}
         files = [job.folder / "content.raw"] + [job.folder / f"style-{i}"
                                                 for i in range(len(s.styles))]
         header["payload"] = sum(f.stat().st_size for f in files)
         return header, files
 
-    def _run_core(self, job: Job, live: bool) -> None:
-        header, files = self._request(job, live)
+    def _run_core(self, job: Job) -> None:
+        header, files = self._request(job)
         env = dict(os.environ)
         # The job's folder is the core's working directory: nst_core must still import.
         package_root = str(Path(__file__).resolve().parents[2])
@@ -244,7 +239,6 @@ class JobQueue:
         with self.lock:
             if job.cancel_reason:
                 return
-            job.stage = "live" if live else "run"
             with open(job.folder / "core.log", "ab") as err:
                 proc = subprocess.Popen(self.worker, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=err, cwd=job.folder,
@@ -253,7 +247,7 @@ class JobQueue:
         try:
             with job.stdin_lock:
                 self._send(proc, header, files)
-            final = self._read(job, proc, live)
+            final = self._read(job, proc)
         finally:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
@@ -279,7 +273,7 @@ class JobQueue:
         except (OSError, ValueError):  # the core refused the request and exited (its error
             pass  # follows), or it was killed
 
-    def _read(self, job: Job, proc: subprocess.Popen, live: bool) -> str | None:
+    def _read(self, job: Job, proc: subprocess.Popen) -> str | None:
         """Read the core's messages to the end; the final message's type, or None."""
         while True:
             try:
@@ -292,13 +286,11 @@ class JobQueue:
                 return None
             kind = message["type"]
             if kind == "progress":
-                self._progress(job, message, live)
-            elif kind == "image" or (kind == "result" and live):
+                self._progress(job, message)
+            elif kind == "image":
                 picture = rgb_png(message["width"], message["height"], payload)
                 with self.lock:
                     job.image, job.images = picture, job.images + 1
-                if kind == "result":
-                    return kind
             elif kind == "result":
                 self._keep_result(job, message, payload)
                 return kind
@@ -308,11 +300,9 @@ class JobQueue:
                                  "message": message.get("message", "")}
                 return kind
 
-    def _progress(self, job: Job, message: dict, live: bool) -> None:
+    def _progress(self, job: Job, message: dict) -> None:
         p = {k: message.get(k) for k in protocol.PROGRESS_FIELDS}
         f = float(p.get("fraction") or 0.0)
-        if job.submission.live:
-            f = PREVIEW_SHARE * f if live else PREVIEW_SHARE + (1 - PREVIEW_SHARE) * f
         with self.lock:
             job.progress, job.fraction = p, max(job.fraction, f)
 

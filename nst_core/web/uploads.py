@@ -15,7 +15,7 @@ from . import builtin
 from .pictures import Samples, decode_content
 
 MAX_CONTENT_PIXELS = 100_000_000  # a 10000x10000 picture; a tiny PNG can declare far more
-LIVE_SIZES = protocol.PREVIEW_SIZES  # the live draft's long side (0: none)
+LIVE_SIZES = protocol.PREVIEW_SIZES  # the live picture's long side (0: none)
 STATUS = {"too_large": 413}
 
 
@@ -41,7 +41,7 @@ class Submission:
     content: Samples
     content_name: str
     styles: list = field(default_factory=list)  # [(name, file bytes)]
-    live: int = 0  # long side of the live draft painted first; 0: none
+    live: int = 0  # long side of the live picture sent while it paints; 0: none
 
     @property
     def result_format(self) -> str:

@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.web.screenshot [docs/web-page.png]
 
 `nst demo`'s landscape as the content, the built-in "Night swirls" style, a draft at 384 px
-with the live draft; the shot is taken while the full run paints (the draft shown)."""
+with the live picture; the shot is taken while the run paints (the picture so far shown)."""
 
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ def main(out: str = "docs/web-page.png") -> int:
             driver.find_element("id", "start").click()
             queue = app.state.queue
             deadline = time.monotonic() + 600
-            while True:  # the full run, part way, with the draft on screen
+            while True:  # the run, part way, with the picture so far on screen
                 assert time.monotonic() < deadline, "the run did not get far enough"
                 jobs = list(queue.jobs.values())
                 job = jobs[0] if jobs else None
                 if job and job.status != "running" and job.status != "queued":
                     raise AssertionError(f"the run ended early: {job.status} {job.error}")
-                if job and job.stage == "run" and job.progress.get("phase") == "stylizing" \
+                if job and job.images and job.progress.get("phase") == "stylizing" \
                         and job.fraction > 0.45:
                     break
                 time.sleep(0.1)

@@ -201,7 +201,7 @@ function clearError() {
 }
 
 function liveSize() {
-  // The draft need not be larger than the picture it previews.
+  // The live picture need not be larger than the result.
   const live = state.schema.live;
   const size = Number($("opt-size").value);
   return Number.isFinite(size) && size > 0 ? Math.max(live.min, Math.min(live.size, size)) : live.size;
@@ -264,8 +264,7 @@ function render(job) {
   if (job.status === "queued") {
     status = `Waiting: ${job.position} job${job.position === 1 ? "" : "s"} ahead`;
   } else if (job.status === "running") {
-    const what = job.stage === "live" ? "Quick draft" : "Full picture";
-    status = `${what}: ${PHASES[p.phase] || "Starting"}`;
+    status = PHASES[p.phase] || "Starting";
     if (p.phase === "stylizing" && p.iterations) {
       stage = `scale ${p.scale}/${p.scales}, iteration ${p.iteration}/${p.iterations}`;
     }
@@ -289,8 +288,8 @@ function render(job) {
     img.dataset.images = String(job.images);
     img.src = `${job.urls ? job.urls.image : `/api/jobs/${job.id}/image`}?n=${job.images}`;
     img.hidden = false;
-    $("caption").textContent = job.stage === "live" || job.status !== "done"
-      ? "quick draft (the full picture follows)" : "";
+    $("caption").textContent = job.status !== "done"
+      ? "being painted (the full-size result follows)" : "";
   }
   if (TERMINAL.includes(job.status)) {
     $("cancel").disabled = true;
