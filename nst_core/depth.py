@@ -57,17 +57,23 @@ def encode(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str, deep: bool = Fal
     if deep and fmt in ("png", "tif"):
         planes = [rgb] if alpha is None else [rgb, alpha[..., None]]
         a = np.round(np.clip(np.concatenate(planes, axis=2), 0, 1) * 65535).astype(np.uint16)
-        h, w, c = a.shape
         if fmt == "png":
-            png.Writer(w, h, bitdepth=16, greyscale=False, alpha=c == 4).write(
-                buf, a.reshape(h, w * c))
-        else:
-            tifffile.imwrite(buf, a, photometric="rgb", compression="zlib",
-                             extrasamples=["unassalpha"] if c == 4 else None)
+            return png16(a)
+        tifffile.imwrite(buf, a, photometric="rgb", compression="zlib",
+                         extrasamples=["unassalpha"] if a.shape[2] == 4 else None)
     else:
         img = images.to_pil(rgb, alpha)
         if fmt == "jpg":
             img.convert("RGB").save(buf, "JPEG", quality=95)
         else:
             img.save(buf, FORMATS[fmt])
+    return buf.getvalue()
+
+
+def png16(a: np.ndarray) -> bytes:
+    """uint16 samples, HxWxC with C 1-4 (grey, grey+alpha, RGB, RGBA), as a 16-bit PNG."""
+    h, w, c = a.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, bitdepth=16, greyscale=c <= 2, alpha=c in (2, 4)).write(
+        buf, a.reshape(h, w * c))
     return buf.getvalue()

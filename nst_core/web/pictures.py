@@ -5,8 +5,6 @@ PNG file (16-bit when the samples are), without an 8-bit step in between."""
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +13,6 @@ from PIL import Image
 from .. import depth, images, pixels
 from ..errors import ImageError
 
-PNG_COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (grey, grey+alpha, ...)
 PIL_MODES_U8 = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
@@ -87,25 +84,7 @@ def to_png(samples: Samples) -> bytes:
         return buf.getvalue()
     if samples.format == "f32":
         a = pixels.encode(np.clip(pixels.to_float(a, "f32"), 0, 1), "u16")
-    return png16(a)
-
-
-def png16(a: np.ndarray) -> bytes:
-    """A 16-bit PNG of uint16 HxWxC (PIL writes 16 bits for grey only). Every row uses the "Up"
-    filter (a vectorised difference), which compresses photographs far better than none."""
-    h, w, c = a.shape
-    rows = a.astype(">u2").view(np.uint8).reshape(h, w * c * 2)
-    up = rows.copy()
-    up[1:] -= rows[:-1]  # uint8 wraps modulo 256, as the filter wants
-    raw = np.hstack([np.full((h, 1), 2, np.uint8), up]).tobytes()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, PNG_COLOUR_TYPE[c], 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6))
-            + chunk(b"IEND", b""))
+    return depth.png16(a)
 
 
 def rgb_png(width: int, height: int, data: bytes) -> bytes:
