@@ -78,7 +78,9 @@ DEFAULT_PRESET = "standard"
 
 
 def _opt(default, help, **meta):
-    """A field with its help text and CLI hints in one place."""
+    """A field with its help text, CLI hints and limits in one place. Limits: minimum, maximum
+    (inclusive; exclusive=True makes the minimum exclusive), step; validate() enforces them and
+    the web page shows them."""
     return field(default=default, metadata=dict(help=help, **meta))
 
 
@@ -86,21 +88,26 @@ def _opt(default, help, **meta):
 class Options:
     size: int | None = _opt(
         512, 'long side of the output in pixels; "keep" (None) for the content\'s own size',
-        metavar="PX|keep")
+        metavar="PX|keep", minimum=16, maximum=MAX_SIZE)
     preset: str = _opt(DEFAULT_PRESET, "quality preset", choices=tuple(PRESETS))
-    content_weight: float | None = _opt(None, "weight of the content loss", metavar="W")
-    style_weight: float | None = _opt(None, "weight of each style layer's loss", metavar="W")
+    content_weight: float | None = _opt(None, "weight of the content loss", metavar="W",
+                                        minimum=0.0)
+    style_weight: float | None = _opt(None, "weight of each style layer's loss", metavar="W",
+                                      minimum=0.0)
     tv_weight: float | None = _opt(None, "weight of the total-variation (smoothness) loss",
-                                   metavar="W")
-    strength: float = _opt(1.0, "style strength: multiplies the style weight", metavar="X")
+                                   metavar="W", minimum=0.0)
+    strength: float = _opt(1.0, "style strength: multiplies the style weight", metavar="X",
+                           minimum=0.0)
     iterations: int | None = _opt(
         None, "total iterations over all scales (split between scales as the preset does)",
-        metavar="N")
+        metavar="N", minimum=1, maximum=MAX_ITERATIONS)
     optimizer: str | None = _opt(None, "optimiser", choices=OPTIMIZERS)
-    learning_rate: float = _opt(5.0, "Adam's step size, in 0..255 pixel units", metavar="LR")
+    learning_rate: float = _opt(5.0, "Adam's step size, in 0..255 pixel units", metavar="LR",
+                                minimum=0.0, exclusive=True)
     init: str | None = _opt(
         None, 'starting image: "content", "noise", "style" or an image file', metavar="INIT")
-    seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N")
+    seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N",
+                     minimum=0, maximum=MAX_SEED)
     device: str = _opt("auto", 'where to run: auto, cpu, cuda, cuda:N or mps', metavar="DEV")
     precision: str | None = _opt(
         None, "number format of the network passes (auto: bf16/fp16 where it is as good as fp32)",
@@ -120,24 +127,28 @@ class Options:
     style_layers: tuple[str, ...] = _opt(
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", metavar="LAYER")
     style_layer_weights: tuple[float, ...] | None = _opt(
-        None, "relative weight of each style layer (default: 1 each)", metavar="W")
+        None, "relative weight of each style layer (default: 1 each)", metavar="W",
+        minimum=0.0)
     style_blend: tuple[float, ...] | None = _opt(
-        None, "relative weights of several style images (default: equal)", metavar="W")
+        None, "relative weights of several style images (default: equal)", metavar="W",
+        minimum=0.0)
     min_size: int | None = _opt(
         None, "long side of the coarsest scale (0: a single scale at the output size)",
-        metavar="PX")
+        metavar="PX", minimum=0, maximum=MAX_SIZE)
     style_scale: float = _opt(
         1.0, "size of the style image relative to the output at each scale (larger: bigger "
-        "brush strokes); never past the style's own size unless --style-upsample", metavar="X")
+        "brush strokes); never past the style's own size unless --style-upsample", metavar="X",
+        minimum=0.0, exclusive=True, maximum=MAX_STYLE_SCALE)
     style_upsample: bool = _opt(
         False, "let --style-scale enlarge the style image past its own size")
     max_memory: float | None = _opt(
         None, "the most memory the run may use on its device, in GB, the process included "
         "(default: 80 percent of what is free at the start); past it the image is painted in "
-        "blocks, with the same result", metavar="GB")
+        "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB)
     block_size: int | None = _opt(
         None, "paint in blocks of this many pixels square even where the whole image fits "
-        "(default: blocks only when needed, as large as the memory allows)", metavar="PX")
+        "(default: blocks only when needed, as large as the memory allows)", metavar="PX",
+        minimum=16, maximum=MAX_SIZE, step=16)
 
     def __post_init__(self):
         for name in ("content_layers", "style_layers"):  # Keras names -> ours, once
@@ -176,29 +187,14 @@ class Options:
     def validate(self) -> None:
         for f in fields(self):  # types first: the checks below may then compare and measure
             _check_type(getattr(self, f.name), f.name, f.type)
-        _check_size(self.size, "size", allow_none=True)
-        _check_choice(self.preset, "preset", PRESETS)
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            _check_number(getattr(self, name), name, allow_none=True, minimum=0.0)
-        _check_number(self.strength, "strength", minimum=0.0)
-        _check_number(self.learning_rate, "learning_rate", minimum=0.0, exclusive=True)
-        _check_int(self.iterations, "iterations", allow_none=True, minimum=1,
-                   maximum=MAX_ITERATIONS)
-        _check_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
-        _check_int(self.min_size, "min_size", allow_none=True, minimum=0, maximum=MAX_SIZE)
-        _check_number(self.style_scale, "style_scale", minimum=0.0, exclusive=True)
-        if self.style_scale > MAX_STYLE_SCALE:
-            raise OptionError(f"style_scale must be at most {MAX_STYLE_SCALE:g}, "
-                              f"not {self.style_scale:g}")
-        if not isinstance(self.style_upsample, bool):
-            raise OptionError("style_upsample must be true or false")
-        _check_number(self.max_memory, "max_memory", allow_none=True, minimum=0.0, exclusive=True)
-        if self.max_memory is not None and self.max_memory < MIN_MEMORY_GB:
+        if self.max_memory is not None and 0 < self.max_memory < MIN_MEMORY_GB:
             raise OptionError(f"max_memory of {self.max_memory:g} GB is too small for anything: "
                               f"the network alone needs about {MIN_MEMORY_GB:g} GB")
-        _check_int(self.block_size, "block_size", allow_none=True, minimum=16, maximum=MAX_SIZE)
-        if self.block_size is not None and self.block_size % 16:
-            raise OptionError(f"block_size must be a multiple of 16, not {self.block_size}")
+        for f in fields(self):  # then each field's limits
+            _check_limits(getattr(self, f.name), f.name, f.metadata)
+        _check_choice(self.preset, "preset", PRESETS)
+        if not isinstance(self.style_upsample, bool):
+            raise OptionError("style_upsample must be true or false")
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
         _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
         _check_choice(self.pooling, "pooling", POOLINGS)
@@ -228,13 +224,9 @@ class Options:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise OptionError(f"style_layer_weights needs {len(self.style_layers)} weights, "
                                   f"one per style layer, not {len(self.style_layer_weights)}")
-            for w in self.style_layer_weights:
-                _check_number(w, "style_layer_weights", minimum=0.0)
         if self.style_blend is not None:
             if not isinstance(self.style_blend, tuple) or not self.style_blend:
                 raise OptionError("style_blend needs one weight per style image")
-            for w in self.style_blend:
-                _check_number(w, "style_blend", minimum=0.0)
             if not sum(self.style_blend) > 0:
                 raise OptionError("style_blend weights must not all be zero")
 
@@ -382,9 +374,17 @@ def _check_int(value, name, allow_none=False, minimum=None, maximum=None):
         raise OptionError(f"{name} must be at most {maximum}, not {_describe(value)}")
 
 
-def _check_size(value, name, allow_none=False):
-    if value is None and allow_none:
+def _check_limits(value, name: str, meta) -> None:
+    """A value (or each item of a tuple) within its field's minimum, maximum and step."""
+    low, high, step = meta.get("minimum"), meta.get("maximum"), meta.get("step")
+    if value is None or (low is None and high is None):
         return
-    _check_int(value, name, minimum=16)
-    if value > MAX_SIZE:
-        raise OptionError(f"{name} of {value} px is beyond the {MAX_SIZE} px this engine accepts")
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(low, int) and isinstance(high, int):
+            _check_int(v, name, minimum=low, maximum=high)
+        else:
+            _check_number(v, name, minimum=low, exclusive=meta.get("exclusive", False))
+            if high is not None and v > high:
+                raise OptionError(f"{name} must be at most {high:g}, not {v:g}")
+        if step and v % step:
+            raise OptionError(f"{name} must be a multiple of {step}, not {v}")

@@ -57,7 +57,7 @@ def test_size_keep_uses_the_content_size():
     (dict(tv_weight=float("nan")), "tv_weight must be a finite number"),
     (dict(iterations=0), "iterations must be at least 1"),
     (dict(size=8), "size must be at least 16"),
-    (dict(size=100000), "beyond the 16384"),
+    (dict(size=100000), "size must be at most 16384, not 100000"),
     (dict(preset="best"), "preset must be one of draft, standard, high, classic"),
     (dict(device="gpu"), "unknown device 'gpu'"),
     (dict(precision="fp8"), "precision must be one of"),

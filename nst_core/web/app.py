@@ -38,17 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import protocol
-from ..options import (
-    INITS,
-    MAX_ITERATIONS,
-    MAX_SEED,
-    MAX_SIZE,
-    MAX_STYLE_SCALE,
-    MIN_MEMORY_GB,
-    PRESETS,
-    Options,
-    option_fields,
-)
+from ..options import INITS, PRESETS, Options, option_fields
 from . import auth, builtin
 from .jobs import TERMINAL, Job, JobQueue
 from .uploads import LIVE_SIZES, Rejected, check_submission
@@ -59,16 +49,16 @@ MAIN_OPTIONS = ("preset", "size", "strength", "colors", "seed")
 LIVE_SIZE = 256
 SSE_POLL_S = 0.15
 SSE_PING_S = 2.0
-# Limits the page shows (Options.validate enforces them; these are its constants).
-LIMITS = {
-    "size": {"min": 16, "max": MAX_SIZE}, "min_size": {"min": 0, "max": MAX_SIZE},
-    "iterations": {"min": 1, "max": MAX_ITERATIONS},
-    "seed": {"min": 0, "max": min(MAX_SEED, 2**53 - 1)},  # what a browser's number holds
-    "strength": {"min": 0}, "content_weight": {"min": 0}, "style_weight": {"min": 0},
-    "tv_weight": {"min": 0}, "learning_rate": {"min": 0, "exclusive": True},
-    "style_scale": {"min": 0, "max": MAX_STYLE_SCALE, "exclusive": True},
-    "max_memory": {"min": MIN_MEMORY_GB}, "block_size": {"min": 16, "max": MAX_SIZE, "step": 16},
-}
+BROWSER_INT = 2**53 - 1  # the largest whole number a browser's numbers hold exactly
+
+
+def limits(meta) -> dict:
+    """An option's limits for the form, from its Options field (which validate() enforces)."""
+    out = {"min": meta.get("minimum"), "max": meta.get("maximum"), "step": meta.get("step"),
+           "exclusive": meta.get("exclusive")}
+    if isinstance(out["max"], int):
+        out["max"] = min(out["max"], BROWSER_INT)
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def option_schema() -> dict:
@@ -82,7 +72,7 @@ def option_schema() -> dict:
                  "default": list(default) if isinstance(default, tuple) else default,
                  "help": meta.get("help", ""), "metavar": meta.get("metavar"),
                  "choices": list(meta["choices"]) if "choices" in meta else None,
-                 "main": name in MAIN_OPTIONS, **LIMITS.get(name, {})}
+                 "main": name in MAIN_OPTIONS, **limits(meta)}
         if base.startswith("tuple["):
             entry["item"] = base[len("tuple["):-len(", ...]")]
         if name == "init":  # on the web: no server-side files
