@@ -21,9 +21,9 @@ class BatchProgress:
         self.batch = tqdm(total=self.total, disable=off, file=sys.stderr, unit="image",
                           position=0, desc="batch",
                           bar_format="{desc} {n:.1f}/{total} images |{bar}| {elapsed}<{remaining}"
-                                     " {postfix}")
+                                     "{postfix}")  # tqdm puts ", " before the postfix
         self.image = tqdm(total=1000, disable=off, file=sys.stderr, position=1, leave=False,
-                          bar_format="  {desc} {percentage:3.0f}%|{bar}| {postfix}")
+                          bar_format="  {desc}{postfix} {percentage:3.0f}%|{bar}|")
         self._show()
         return self
 
