@@ -158,33 +158,35 @@ def main() -> None:
         tmp = Path(tmp)
         make_inputs(tmp / "in", n, args.size)
 
-        def batch(extra, env=None, label=""):
-            walls = []
-            for r in range(args.repeats):
-                out = tmp / f"out-{label}-{r}"
-                walls.append(timed([*NST, "batch", tmp / "in", "--style", STYLE, "-o", out,
-                                    *common, "-q", *extra], env))
-                made = len(list(out.glob("*.png")))
-                if made != n:
-                    sys.exit(f"{label}: {made} of {n} results written")
-                print(f"  {label} run {r + 1}: {walls[-1]:.1f} s", flush=True)
-            return statistics.median(walls)
+        def batch(extra, env, label, r):
+            out = tmp / f"out-{label}-{r}"
+            wall = timed([*NST, "batch", tmp / "in", "--style", STYLE, "-o", out, *common, "-q",
+                          *extra], env)
+            made = len(list(out.glob("*.png")))
+            if made != n:
+                sys.exit(f"{label}: {made} of {n} results written")
+            print(f"  {label} run {r + 1}: {wall:.1f} s (load average {os.getloadavg()[0]:.1f})",
+                  flush=True)
+            return wall
 
-        one = batch([], label="one process")
-        rows.append(("`nst batch`, one process", one, n))
-
+        # Taken in turns, so that both see the same load on a shared machine.
+        walls: dict[str, list[float]] = {"one": [], "ray": []}
         cluster = Cluster()
         try:
-            on_ray = batch(["--ray", cluster.address], cluster.env, label="ray")
+            for r in range(args.repeats):
+                walls["one"].append(batch([], None, "one process", r))
+                walls["ray"].append(batch(["--ray", cluster.address], cluster.env, "ray", r))
         finally:
             cluster.stop()
+        one, on_ray = statistics.median(walls["one"]), statistics.median(walls["ray"])
+        rows.append(("`nst batch`, one process", one, n))
         rows.append(("`nst batch --ray`, 2 local nodes x 1 CPU", on_ray, n))
 
         single = []
         if not args.skip_single:
             for k, path in enumerate(sorted((tmp / "in").iterdir())):
                 single.append(timed([*NST, "stylize", path, STYLE, "-o", tmp / f"s{k}.png",
-                                     *common, "-q"]))
+                                     *common, "-q"], None))
                 print(f"  nst stylize {k + 1}/{n}: {single[-1]:.1f} s", flush=True)
             rows.append((f"{n} x `nst stylize`", sum(single), n))
 

@@ -115,6 +115,7 @@ class RayExecutor:
             raise OptionError("--cpus-per-task must be at least 1")
         self._connected = False
         self._actor = None
+        self._task = None
         self._pending: dict = {}  # ObjectRef -> (key, name) of its job
         self._styles: dict[bytes, object] = {}  # style bytes -> ObjectRef
         self.node_of: dict[str, str] = {}  # key -> the Ray node id that painted it
@@ -180,14 +181,16 @@ class RayExecutor:
         self.slots = self.gpus if on else self._cpu_slots
 
     def _remote(self):
+        """The task with its resources, made once (--sequence runs one job at a time)."""
         if self.on_gpus:
-            resources = {"num_gpus": 1}
-            threads = None
+            resources, threads = {"num_gpus": 1}, None
         else:
-            resources = {"num_cpus": self.cpus_per_task}
-            threads = self.cpus_per_task
-        task = self._ray.remote(max_retries=RETRIES, retry_exceptions=False, **resources)(_paint)
-        return task, threads
+            resources, threads = {"num_cpus": self.cpus_per_task}, self.cpus_per_task
+        if self._task is None or self._task[1] != resources:
+            task = self._ray.remote(max_retries=RETRIES, retry_exceptions=False,
+                                    **resources)(_paint)
+            self._task = (task, resources)
+        return self._task[0], threads
 
     def _progress_actor(self):
         if self._actor is None:
@@ -299,6 +302,7 @@ class RayExecutor:
             except Exception as e:
                 log.debug("could not stop the progress actor: %s", e)
             self._actor = None
+        self._task = None
         self._styles.clear()
         if self._connected:
             ray.shutdown()
