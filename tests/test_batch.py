@@ -42,7 +42,7 @@ def make_inputs(root: Path) -> Path:
 def stamps(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under folder (the manifest aside) -> (inode, mtime): a rewrite changes it."""
     return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file() and p.name != manifest.NAME}
+            for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".nst-batch")}
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -97,12 +97,12 @@ def test_ctrl_c_leaves_only_complete_results_and_a_rerun_finishes(tmp_path, real
     stdout, stderr = proc.communicate()
     assert code == 130 and "Traceback" not in stderr
     assert "interrupted" in stdout and "Run the same command again" in stdout
-    written = sorted(p.name for p in out.iterdir() if p.name != manifest.NAME)
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith(".nst-batch"))
     assert written and not any(n.endswith(".tmp") for n in written)
     assert len(written) < 4
     for name in written:  # each one whole
         Image.open(out / name).load()
-    recorded = json.loads((out / manifest.NAME).read_text())["outputs"]
+    recorded = [json.loads(line)["key"] for line in (out / manifest.NAME).open()]
     assert sorted(recorded) == written
 
     rest = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -124,7 +124,7 @@ def test_formats_several_styles_and_16_bit(tmp_path, real_weights):
     done = nst("batch", folder, "--style", tmp_path / "stripes.png", "--style",
                tmp_path / "green.jpg", "-o", out, "--format", "tif", *QUICK)
     assert done.returncode == 0, done.stderr
-    names = sorted(p.name for p in out.iterdir() if p.name != manifest.NAME)
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith(".nst-batch"))
     assert names == ["deep.green.tif", "deep.stripes.tif", "flat.green.tif", "flat.stripes.tif"]
     assert tifffile.imread(out / "deep.stripes.tif").dtype == np.uint16  # stays 16-bit
     assert tifffile.imread(out / "flat.stripes.tif").dtype == np.uint8
@@ -211,7 +211,7 @@ def test_output_names_follow_inputs_and_styles_without_clashes():
     assert inputs.style_labels(["only.png"]) is None
 
 
-def test_manifest_knows_what_is_done_and_what_changed(tmp_path, caplog):
+def test_manifest_knows_what_is_done_and_what_changed(tmp_path):
     content, style, out = tmp_path / "c.png", tmp_path / "s.png", tmp_path / "o.png"
     for p in (content, style, out):
         p.write_bytes(b"x")
@@ -230,9 +230,41 @@ def test_manifest_knows_what_is_done_and_what_changed(tmp_path, caplog):
     # The output rewritten since (or deleted): not done.
     out.write_bytes(b"other")
     assert not manifest.Manifest(tmp_path).is_done("o.png", fp)
-    (tmp_path / manifest.NAME).write_text("{not json")
-    assert manifest.Manifest(tmp_path).entries == {}
-    assert "painted again" in caplog.text
+    # A line cut short by a crash, or garbage, is skipped; the lines before it count.
+    m = manifest.Manifest(tmp_path)
+    out.write_bytes(b"again")
+    m.record("o.png", fp)
+    with open(tmp_path / manifest.NAME, "a") as f:
+        f.write('{"v": 1, "key": "o.png", "fingerpr')
+    assert manifest.Manifest(tmp_path).is_done("o.png", fp)
+
+
+def test_one_batch_at_a_time_per_output_folder(tmp_path):
+    with manifest.Manifest(tmp_path):
+        with pytest.raises(ImageError, match="another nst batch is writing"):
+            with manifest.Manifest(tmp_path):
+                pass
+    with manifest.Manifest(tmp_path):  # released
+        pass
+
+
+def test_two_folders_keep_their_names_and_clashing_names_are_refused(tmp_path):
+    for day in ("day1", "day2"):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "IMG_1.jpg").write_bytes(b"x")
+    found = inputs.discover([str(tmp_path / "day1"), str(tmp_path / "day2")], tmp_path / "o")
+    assert sorted(map(str, inputs.output_names(found.inputs, None, "png").values())) == \
+        ["day1/IMG_1.png", "day2/IMG_1.png"]
+    clash = [inputs.Input(Path(p), PurePath(p)) for p in ("a.jpg", "a.png", "a.jpg.png")]
+    with pytest.raises(ImageError, match="would both be written as a.jpg.png"):
+        inputs.output_names(clash, None, "png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="holds no images"):
+        inputs.discover([str(tmp_path / "empty")], tmp_path / "o")
+    (tmp_path / "day1" / "IMG_1.xmp").write_bytes(b"x")
+    globbed = inputs.discover([str(tmp_path / "day1" / "*")], tmp_path / "o")
+    assert [i.path.name for i in globbed.inputs] == ["IMG_1.jpg"]
+    assert [p.name for p in globbed.ignored] == ["IMG_1.xmp"]
 
 
 def test_plan_refuses_blending_and_init_files(tmp_path):
@@ -278,3 +310,24 @@ def test_motion_carries_the_last_result_along_and_lets_new_things_be_painted():
     # The new square is not held and starts from the new content.
     assert hold[44:56, 44:56].max() == 0
     assert np.allclose(start[44:56, 44:56], [1.0, 0.0, 1.0])
+
+
+@pytest.mark.slow
+def test_sequence_after_a_failed_frame_repaints_the_next_once_it_is_mended(tmp_path, real_weights):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    picture(64, 64, 0).save(frames / "f1.png")
+    (frames / "f2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    picture(64, 64, 2).save(frames / "f3.png")
+    stripes().save(tmp_path / "style.png")
+    out = tmp_path / "out"
+    args = ["batch", frames, "--style", tmp_path / "style.png", "-o", out, "--sequence", *QUICK]
+    first = nst(*args)
+    assert first.returncode == 1 and "f2.png" in first.stdout
+    assert "2 painted, 0 already done, 1 failed" in first.stdout  # f3 painted afresh
+    again = nst(*args)
+    assert "0 painted, 2 already done, 1 failed" in again.stdout  # nothing changed
+    picture(64, 64, 1).save(frames / "f2.png")  # mended: f2 is painted, then f3 from it
+    mended = nst(*args)
+    assert mended.returncode == 0, mended.stderr
+    assert "2 painted, 1 already done, 0 failed" in mended.stdout

@@ -30,22 +30,36 @@ class Found:
 
 def discover(patterns: list[str], outdir: Path) -> Found:
     """Every input once, in natural name order (frame2 before frame10). Hidden files and
-    OUTDIR are skipped; a pattern that matches nothing is an error before any work."""
+    OUTDIR are skipped. With several folders, each one's results go under its own name
+    (day1/IMG_1.png, day2/IMG_1.png). A pattern that matches no image is an error before any
+    work."""
     inputs, ignored, seen = [], [], set()
+    folders = sum(Path(p).is_dir() for p in patterns)
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
             found = _walk(path, outdir, ignored)
+            if folders > 1:
+                found = [Input(i.path, PurePath(path.resolve().name) / i.rel) for i in found]
+            if not found:
+                raise ImageError(f"folder {pattern} holds no images "
+                                 f"({' '.join(sorted(IMAGE_SUFFIXES))})")
         elif path.is_file():
             found = [Input(path, PurePath(path.name))]
         elif glob.has_magic(pattern):
             base = _glob_base(pattern)
-            found = [Input(Path(p), PurePath(os.path.relpath(p, base)))
-                     for p in glob.glob(pattern, recursive=True)
-                     if Path(p).is_file() and not _inside(Path(p), outdir)]
-        else:
             found = []
-        if not found:
+            for p in glob.glob(pattern, recursive=True):
+                p = Path(p)
+                if not p.is_file() or _inside(p, outdir):
+                    continue
+                if p.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append(Input(p, PurePath(os.path.relpath(p, base))))
+                else:  # a sidecar (.xmp, .txt) beside the pictures, as in a folder
+                    ignored.append(p)
+            if not found:
+                raise ImageError(f"input {pattern} matches no image")
+        else:
             raise ImageError(f"input {pattern} is not a file or folder and matches no file")
         for item in found:
             key = _identity(item.path)
@@ -60,7 +74,8 @@ def output_names(inputs: list[Input], style_labels: list[str] | None, fmt: str) 
         -> dict[tuple[int, int], PurePath]:
     """{(input index, style index): path under OUTDIR}. With several styles the style's label
     joins the name (photo.starry_night.png). Two inputs that would share a name (a.jpg, a.png)
-    keep their own suffix in it (a.jpg.png, a.png.png)."""
+    keep their own suffix in it (a.jpg.png, a.png.png); names that still meet (also in another
+    letter case, one file on macOS and Windows) are an error before any work."""
     labels = style_labels or [None]
     stems = [i.rel.with_suffix("") for i in inputs]
     clash = {s for s in stems if stems.count(s) > 1}
@@ -70,6 +85,12 @@ def output_names(inputs: list[Input], style_labels: list[str] | None, fmt: str) 
         for k, label in enumerate(labels):
             name = base.name if label is None else f"{base.name}.{label}"
             names[n, k] = base.with_name(f"{name}.{fmt}")
+    first: dict[str, int] = {}
+    for (n, _), name in names.items():
+        other = first.setdefault(name.as_posix().casefold(), n)
+        if other != n:
+            raise ImageError(f"{inputs[other].path} and {inputs[n].path} would both be written "
+                             f"as {name}; rename one or paint them in separate runs")
     return names
 
 

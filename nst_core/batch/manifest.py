@@ -1,23 +1,29 @@
 """The batch's record of what it has made, so a re-run skips finished results. It lives in OUTDIR
-(.nst-batch.json): for each output, a fingerprint of what made it (the options, the input and
-style files, the format) and the output's own stamp, so a result changed since, deleted or
-made with other options is painted again."""
+(.nst-batch.jsonl): one line per result written, with a fingerprint of what made it (the
+options, the input and style files, the format) and the output's own stamp, so a result changed
+since, deleted or made with other options is painted again. Lines are appended (a 10,000-frame
+batch does not rewrite the record 10,000 times); the last line for an output counts, and a line
+cut short by a crash is ignored. One batch at a time may use an OUTDIR (a lock says so)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 
+from ..errors import ImageError
 from ..images import write_atomic
 from ..options import Options
 from ..weights import file_stamp
 
 log = logging.getLogger(__name__)
 
-NAME = ".nst-batch.json"
+NAME = ".nst-batch.jsonl"
+LOCK = ".nst-batch.lock"
 VERSION = 1
 # Where and how, not what: changing these does not change the picture.
 NOT_IN_FINGERPRINT = {"device", "max_memory"}
@@ -39,6 +45,28 @@ class Manifest:
     def __init__(self, outdir: Path):
         self.path = outdir / NAME
         self.entries = self._read()
+        self._lock = None
+
+    def __enter__(self):
+        """Hold OUTDIR for this batch: a second batch into it at the same time is refused."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; one batch per folder is on the user
+            return self
+        self._lock = open(self.path.parent / LOCK, "a")  # noqa: SIM115 - held until __exit__
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise ImageError(f"another nst batch is writing into {self.path.parent}; wait for "
+                             "it to finish or choose another output folder") from None
+        self.entries = self._read()  # what the batch before us recorded
+        self._compact()
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
 
     def is_done(self, key: str, print_: str) -> bool:
         entry = self.entries.get(key)
@@ -46,24 +74,41 @@ class Manifest:
             entry.get("stamp") == _stamp(self.path.parent / key)
 
     def record(self, key: str, print_: str) -> None:
-        """After the output is written: remember it, atomically (an interrupted record loses at
-        most this entry, and the image is then painted again)."""
-        self.entries[key] = {"fingerprint": print_, "stamp": _stamp(self.path.parent / key)}
-        text = json.dumps({"version": VERSION, "outputs": self.entries}, indent=1, sort_keys=True)
-        write_atomic(self.path, lambda f: f.write(text.encode()))
+        """After the output is written: remember it (an interrupted record loses at most this
+        line, and the image is then painted again)."""
+        entry = {"v": VERSION, "key": key, "fingerprint": print_,
+                 "stamp": _stamp(self.path.parent / key)}
+        self.entries[key] = entry
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def _read(self) -> dict:
+        entries = {}
         try:
-            data = json.loads(self.path.read_text())
-            if data.get("version") == VERSION and isinstance(data.get("outputs"), dict):
-                return data["outputs"]
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        entry = json.loads(line)
+                        if entry.get("v") == VERSION and isinstance(entry.get("key"), str):
+                            entries[entry["key"]] = entry
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, AttributeError) as e:
+            pass
+        except OSError as e:
             log.warning("%s is unreadable (%s); every image will be painted again", self.path, e)
-            return {}
-        log.warning("%s is from another version; every image will be painted again", self.path)
-        return {}
+        return entries
+
+    def _compact(self) -> None:
+        """One line per output again, when re-runs have piled up lines (atomically)."""
+        try:
+            with open(self.path, "rb") as f:
+                lines = sum(1 for _ in f)
+        except OSError:
+            return
+        if lines > 2 * len(self.entries) + 100:
+            text = "".join(json.dumps(e) + "\n" for e in self.entries.values())
+            write_atomic(self.path, lambda f: f.write(text.encode()))
 
 
 def _stamp(path: Path) -> list[int] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import images
-from ..errors import ImageError, OptionError
+from ..errors import ImageError, NSTError, OptionError
 from ..options import INITS, Options
 from .executor import Executor, make_executor
 from .inputs import Input, discover, output_names, style_labels
@@ -30,6 +30,7 @@ class Item:
     input: Input
     style: int
     print: str  # what made it (manifest.fingerprint)
+    before: Item | None = None  # --sequence: the frame before (None for the first)
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Batch:
 
 
 def run_from_args(args, options: Options) -> int:
+    if args.ray not in (None, "local") and Path(args.ray).exists():
+        raise OptionError(f"--ray takes a cluster address, and {args.ray} is a file or folder: "
+                          "put --ray after the inputs, or write --ray=ADDRESS")
     batch = plan(args.inputs, args.styles, Path(args.output_dir), options, args.format,
                  args.sequence)
     executor = make_executor(args.ray, args.cpus_per_task)
@@ -69,20 +73,29 @@ def plan(patterns, styles, outdir: Path, options: Options, fmt: str, sequence: b
     names = output_names(found.inputs, style_labels([str(s) for s in styles]), fmt)
     items = []
     for k, style in enumerate(styles):
-        before = ""  # --sequence: each frame's fingerprint includes the one before
+        before, last = "", None  # --sequence: each frame's fingerprint includes the one before
         for n, inp in enumerate(found.inputs):
             out = outdir / names[n, k]
             if images.same_file(out, inp.path) or images.same_file(out, style):
                 raise ImageError(f"{out} would replace the input {inp.path}; choose another "
                                  "output folder or format")
             before = fingerprint(options, inp.path, style, fmt, before if sequence else "")
-            items.append(Item(names[n, k].as_posix(), inp, k, before))
+            items.append(Item(names[n, k].as_posix(), inp, k, before,
+                              last if sequence else None))
+            last = items[-1]
     return Batch(outdir, options, styles, fmt, sequence, items, found.ignored)
 
 
 def run(batch: Batch, executor: Executor, quiet: bool = False) -> int:
-    manifest = Manifest(batch.outdir)
-    todo = [i for i in batch.items if not manifest.is_done(i.key, i.print)]
+    try:
+        with Manifest(batch.outdir) as manifest:
+            return _run(batch, executor, manifest, quiet)
+    finally:
+        executor.close()
+
+
+def _run(batch: Batch, executor: Executor, manifest: Manifest, quiet: bool) -> int:
+    todo = [i for i in batch.items if not done(i, manifest)]
     skipped = len(batch.items) - len(todo)
     failures: list[str] = []
     names = {i.key: str(i.input.path) for i in todo}
@@ -105,9 +118,22 @@ def run(batch: Batch, executor: Executor, quiet: bool = False) -> int:
               "Run the same command again to paint the rest.")
         return EXIT_INTERRUPTED
     finally:
-        executor.close()
+        executor.close()  # cancel what still runs before the message and the summary
     print(summary(painter.written, skipped, failures, batch))
     return EXIT_SOME_FAILED if failures else 0
+
+
+FRESH = "-fresh"  # recorded with a --sequence frame painted without the frame before
+
+
+def done(item: Item, manifest: Manifest) -> bool:
+    """Whether item's result is there and current. A --sequence frame painted without the frame
+    before (which had failed) stays done only while that frame is not."""
+    if manifest.is_done(item.key, item.print):
+        return True
+    b = item.before
+    return b is not None and manifest.is_done(item.key, item.print + FRESH) and \
+        not manifest.is_done(b.key, b.print)
 
 
 def summary(written: int, skipped: int, failures: list[str], batch: Batch) -> str:
@@ -128,6 +154,7 @@ class _Painter:
         self.batch, self.manifest, self.style_bytes = batch, manifest, style_bytes
         self.items = {i.key: i for i in batch.items}
         self.written = 0
+        self.fresh: set[str] = set()  # --sequence frames painted without the frame before
 
     def job(self, item: Item, start=None, hold=None) -> Job:
         content, error = b"", None
@@ -146,8 +173,10 @@ class _Painter:
         # content (motion.py), and holds to it where the content is the same: less flicker.
         previous: dict[int, tuple[Item, np.ndarray]] = {}  # style -> last frame and result
         for item in todo:
-            carried = self.carried(item, previous.get(item.style)) or (None, None)
-            for event in executor.run([self.job(item, *carried)], on_update,
+            carried = self.carried(item, previous.get(item.style))
+            if carried is None and item.before is not None:
+                self.fresh.add(item.key)  # painted without the frame before: see done()
+            for event in executor.run([self.job(item, *(carried or (None, None)))], on_update,
                                       keep_pictures=True):
                 if isinstance(event, Done):
                     previous[item.style] = (item, event.picture)
@@ -157,24 +186,24 @@ class _Painter:
     def carried(self, item: Item, previous) -> tuple[np.ndarray, np.ndarray] | None:
         """(start, hold) for a frame from the previous frame's result (motion.carry); None for
         the first frame, or when the previous one failed. After a skipped (already done) frame
-        the result is read back from its file."""
-        order = [i for i in self.batch.items if i.style == item.style]
-        at = order.index(item)
-        if at == 0:
+        the result is read back from its file, if it is that frame's current result."""
+        before = item.before
+        if before is None:
             return None
-        before = order[at - 1]
         if previous is not None and previous[0] is before:
             picture = previous[1]
-        else:
+        elif self.manifest.is_done(before.key, before.print):
             try:
                 picture = images.to_array(images.load_image(self.batch.outdir / before.key))
-            except ImageError:
-                return None  # the previous frame failed: start afresh
+            except NSTError:
+                return None
+        else:
+            return None  # the previous frame failed: start afresh
         h, w = picture.shape[:2]
         try:
             now, then = (images.resize_array(images.to_array(images.load_image(
                 i.input.path, max_side=max(w, h))), (w, h)) for i in (item, before))
-        except ImageError:
+        except NSTError:
             return None  # this frame's own failure is reported by its job
         return carry(picture, then, now)
 
@@ -183,5 +212,7 @@ class _Painter:
         path = self.batch.outdir / item.key
         path.parent.mkdir(parents=True, exist_ok=True)
         images.write_atomic(path, lambda f: f.write(done.data))
-        self.manifest.record(item.key, item.print)
+        # A frame painted without the one before is recorded as such: once that one is painted,
+        # a re-run paints this one again from it (no jump in the animation).
+        self.manifest.record(item.key, item.print + (FRESH if item.key in self.fresh else ""))
         self.written += 1
