@@ -8,6 +8,7 @@ import io
 import json
 import os
 import stat
+import tempfile
 import time
 import warnings
 
@@ -329,3 +330,17 @@ def test_sixteen_bit_colour_content_is_read_at_16_bits(kind):
     assert np.array_equal(got, a)
     half = decode_content(buf.getvalue(), f"deep.{kind}", 32)  # scaled to the run's size
     assert (half.width, half.height, half.format) == (32, 24, "u16")
+
+
+def test_a_full_queue_refuses_new_jobs_and_keeps_no_uploads(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where job folders would go
+    with TestClient(create_app(queue_options={"max_waiting": 0}), base_url=LOCAL) as c:
+        r = submit(c)
+        assert r.status_code == 429 and error_of(r)["kind"] == "busy"
+        assert "try again later" in error_of(r)["message"]
+    assert not list(tmp_path.glob("nst-web-job-*"))
+
+
+def test_any_local_address_is_served_under_its_own_name():
+    with TestClient(create_app(host="127.0.0.2"), base_url="http://127.0.0.2") as c:
+        assert c.get("/api/options").status_code == 200

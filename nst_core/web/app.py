@@ -214,9 +214,9 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
     async def events(request: Request):
         job = job_of(request)
         q = queue()
-        q.watch(job)
 
         async def stream():
+            q.watch(job)  # here, not before: a client gone before the stream starts never counts
             try:
                 yield "retry: 1000\n\n"
                 last, pinged = None, time.monotonic()

@@ -51,7 +51,7 @@ def allowed_hosts(host: str) -> list[str] | None:
     """Host headers accepted on a local address (a web site that rebinds its name to 127.0.0.1
     must not reach the API); None: any (a token guards the API there)."""
     if is_local(host):
-        return list(LOCAL_HOSTS) + ["[::1]"]
+        return list(dict.fromkeys([*LOCAL_HOSTS, "[::1]", host]))
     return None
 
 

@@ -32,13 +32,14 @@ from pathlib import Path
 
 from .. import protocol
 from .pictures import Samples, rgb_png, to_png
-from .uploads import Submission
+from .uploads import Rejected, Submission
 
 log = logging.getLogger("nst_core.web")
 
 WORKER = [sys.executable, "-m", "nst_core.worker"]
 KEEP_S = 3600.0  # a finished job and its result are kept this long
 ABANDON_S = 5.0  # a watched job with no watcher for this long is cancelled
+MAX_WAITING = 32  # queued jobs; more are refused (429) rather than filling the disk with uploads
 KILL_AFTER_S = 1.0  # a cancelled core that has not exited by then is killed (it exits in 0.7 s)
 JANITOR_S = 0.5
 TERMINAL = ("done", "failed", "cancelled")
@@ -76,8 +77,8 @@ class Job:
 
 class JobQueue:
     def __init__(self, keep_s: float = KEEP_S, abandon_s: float = ABANDON_S,
-                 worker: list[str] | None = None):
-        self.keep_s, self.abandon_s = keep_s, abandon_s
+                 worker: list[str] | None = None, max_waiting: int = MAX_WAITING):
+        self.keep_s, self.abandon_s, self.max_waiting = keep_s, abandon_s, max_waiting
         self.worker = list(worker or WORKER)
         self.jobs: dict[str, Job] = {}
         self.queue: collections.deque[Job] = collections.deque()
@@ -104,6 +105,10 @@ class JobQueue:
         submission.content.data = b""
         submission.styles = [(name, len(data)) for name, data in submission.styles]
         with self.lock:
+            if len(self.queue) >= self.max_waiting:  # each waiting job holds its uploads on disk
+                shutil.rmtree(folder, ignore_errors=True)
+                raise Rejected(f"{len(self.queue)} jobs are waiting already; try again later",
+                               "busy", 429)
             if self.closed:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise RuntimeError("the server is stopping")
