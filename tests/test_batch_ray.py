@@ -26,7 +26,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from nst_core.errors import DeviceError
+from nst_core.errors import DeviceError, OptionError
 from nst_core.options import Options
 from tests.conftest import picture, stripes
 from tests.worker_client import engine_run
@@ -237,6 +237,12 @@ def test_a_task_no_node_can_take_is_refused_before_any_work(cluster):
     with pytest.raises(ClusterError, match="no node of the Ray cluster has 2 CPU"):
         RayExecutor(cluster.address, cpus_per_task=2)
     assert not ray.is_initialized()
+
+
+def test_without_ray_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is missing
+    with pytest.raises(OptionError, match=r"pip install neural-style-gimp\[cluster\]"):
+        RayExecutor("local")
 
 
 def test_an_address_where_no_cluster_answers_is_one_error_at_once():
