@@ -119,13 +119,15 @@ class Cluster:
     def stop(self) -> None:
         import psutil
 
-        procs = []
+        procs = {}  # the marked processes and their children (Ray's agents lose the marker)
         for p in psutil.process_iter():
             try:
                 if p.environ().get(MARK) == self.tag:
-                    procs.append(p)
+                    procs[p.pid] = p
+                    procs.update((c.pid, c) for c in p.children(recursive=True))
             except (psutil.Error, OSError):
                 pass
+        procs = list(procs.values())
         for p in procs:
             try:
                 p.send_signal(signal.SIGTERM)

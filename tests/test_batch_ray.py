@@ -81,16 +81,19 @@ class Cluster:
         assert done.returncode == 0, done.stdout + done.stderr
 
     def processes(self, name: str | None = None) -> list[psutil.Process]:
-        """The processes of one node (all nodes: None)."""
-        found = []
+        """The processes of one node (all nodes: None): those with its marker and their children
+        (Ray's agents are started without the raylet's environment)."""
+        found = {}
         for p in psutil.process_iter():
             try:
                 mark = p.environ().get(MARK, "")
+                if mark == f"{self.tag}-{name}" or \
+                        (name is None and mark.startswith(self.tag + "-")):
+                    found[p.pid] = p
+                    found.update((c.pid, c) for c in p.children(recursive=True))
             except (psutil.Error, OSError):
                 continue
-            if mark == f"{self.tag}-{name}" or (name is None and mark.startswith(self.tag + "-")):
-                found.append(p)
-        return found
+        return list(found.values())
 
     def kill(self, name: str | None = None) -> None:
         """SIGKILL every process of the node (or of the cluster): a machine that dies."""
