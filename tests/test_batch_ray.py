@@ -141,7 +141,7 @@ def cluster(real_weights):
     """The two-node cluster. Ray's token authentication is off for it, explicitly, in the nodes'
     and the drivers' environment: with it on, the nodes and the drivers would need one token
     (~/.ray/auth_token, made by the first local ray.init), and this test process reads Ray's
-    settings once, when it imports ray. The nodes listen on 127.0.0.1 only."""
+    settings once, when it imports ray. The cluster lives as long as this module's tests."""
     c = Cluster()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_AUTH_MODE", "disabled")
