@@ -53,6 +53,11 @@ bench-fullres: weights
 bench-styleloss: weights
 	$(BIN)/python bench/styleloss.py
 
+# Images per minute, 16 images at 256 px: one process vs a two-node local Ray cluster vs single
+# nst stylize runs (README; about 8 minutes on 2 cores).
+bench-batch: weights
+	$(BIN)/python bench/batch.py
+
 # nst batch --sequence vs each frame alone: frame-to-frame flicker on a generated pan (README).
 bench-flicker: weights
 	$(BIN)/python bench/flicker.py

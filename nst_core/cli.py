@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "previous frame's result (less flicker)")
     b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster (pip install neural-style-gimp[cluster]); without "
-                        "ADDRESS a local Ray instance, else e.g. ray://host:10001 or auto")
+                        "ADDRESS a private Ray instance on this machine, else the head's "
+                        "HOST:PORT (e.g. gpu-box:6379) or auto")
     b.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
                    help="with --ray on CPUs: the CPUs (and torch threads) each image gets "
                         "(default: all of the smallest node's)")
