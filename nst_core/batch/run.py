@@ -4,7 +4,7 @@ result as it comes (atomically, then recorded in the manifest), and sum up."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ class Item:
     input: Input
     style: int
     print: str  # what made it (manifest.fingerprint)
-    before: Item | None = None  # --sequence: the frame before (None for the first)
+    # --sequence: the frame before (None for the first); a chain, so not in repr or ==
+    before: Item | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
