@@ -239,7 +239,9 @@ class RayExecutor:
                     self._pending[ref] = (job.key, job.name)
                 if not self._pending:
                     return
-                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=POLL_S)
+                ready, rest = ray.wait(list(self._pending), num_returns=1, timeout=POLL_S)
+                if ready and rest:  # take every finished one now (fewer lost to a Ctrl-C)
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
                 self._report(actor, on_update)
                 if ready:
                     quiet_since = time.monotonic()
