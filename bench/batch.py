@@ -20,35 +20,24 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst_core.device import cpu_has_fast_bf16, cpu_name  # noqa: E402
+from nst_core.device import machine  # noqa: E402
+from tests.ray_cluster import Cluster  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "images"
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
 NST = [sys.executable, "-m", "nst_core"]
-MARK = "NST_BENCH_RAY"
-
-
-def machine() -> str:
-    return (f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"avx512_bf16 {'yes' if cpu_has_fast_bf16() else 'no'}, "
-            f"load average {os.getloadavg()[0]:.1f} at the start")
 
 
 def make_inputs(folder: Path, n: int, size: int) -> None:
@@ -75,73 +64,6 @@ def timed(args: list, env=None) -> float:
     return wall
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """Two Ray nodes on 127.0.0.1, one CPU each, with a token of their own. Every process of the
-    cluster carries a marker in its environment: stop() ends exactly those."""
-
-    def __init__(self, nodes: int = 2):
-        self.tag = uuid.uuid4().hex[:10]
-        self.temp = tempfile.mkdtemp(prefix="nstray", dir="/tmp")  # short: Unix socket paths
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-                    "RAY_USAGE_STATS_ENABLED": "0"}
-        self.env.pop("RAY_ADDRESS", None)
-        try:
-            for k in range(nodes):
-                self._start(k == 0)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _start(self, head: bool) -> None:
-        ray = str(Path(sys.executable).with_name("ray"))
-        args = [ray, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus",
-                "0", "--object-store-memory", str(200 * 2**20), "--disable-usage-stats",
-                "--temp-dir", self.temp]
-        for flag in ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
-                     "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
-                     "--runtime-env-agent-port"):
-            args += [flag, str(free_port())]
-        args += (["--head", "--port", str(self.port), "--include-dashboard", "false"] if head
-                 else ["--address", self.address])
-        done = subprocess.run(args, env={**self.env, MARK: self.tag}, capture_output=True,
-                              text=True, timeout=120)
-        if done.returncode != 0:
-            raise RuntimeError(f"ray start failed:\n{done.stdout}{done.stderr}")
-
-    def stop(self) -> None:
-        import psutil
-
-        procs = {}  # the marked processes and their children (Ray's agents lose the marker)
-        for p in psutil.process_iter():
-            try:
-                if p.environ().get(MARK) == self.tag:
-                    procs[p.pid] = p
-                    procs.update((c.pid, c) for c in p.children(recursive=True))
-            except (psutil.Error, OSError):
-                pass
-        procs = list(procs.values())
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.Error:
-                pass
-        _, left = psutil.wait_procs(procs, timeout=5)
-        for p in left:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        shutil.rmtree(self.temp, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16)
@@ -151,7 +73,8 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true", help="no single nst stylize runs")
     args = parser.parse_args()
     n = args.images
-    print(machine())
+    print(f"machine: {machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
     print(f"{n} images at {args.size} px ({CONTENT.name} crops) x {STYLE.name}, preset "
           f"{args.preset}; medians of {args.repeats} run(s) per batch", flush=True)
     common = ["--preset", args.preset, "--size", str(args.size)]
@@ -173,8 +96,12 @@ def main() -> None:
 
         # Taken in turns, so that both see the same load on a shared machine.
         walls: dict[str, list[float]] = {"one": [], "ray": []}
-        cluster = Cluster()
+        # Token authentication of its own (Ray 2.5x), given to the nodes and the `nst batch`s.
+        cluster = Cluster({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+                          object_store=200 * 2**20)
         try:
+            cluster.start("head", head=True)
+            cluster.start("worker")
             for r in range(args.repeats):
                 walls["one"].append(batch([], None, "one process", r))
                 walls["ray"].append(batch(["--ray", cluster.address], cluster.env, "ray", r))

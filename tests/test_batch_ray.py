@@ -4,21 +4,15 @@ spreads the images over both nodes; through the CLI every good image is written 
 one is named and the exit code is non-zero, and a re-run writes nothing; a node killed in the
 middle of a batch has its image painted on the other one.
 
-Every process of a node carries an environment marker (NST_TEST_RAY), so the tests stop and
-kill exactly the processes they started, never another Ray instance on this machine."""
+The cluster is tests/ray_cluster.py's: the tests stop and kill exactly the processes they
+started, never another Ray instance on this machine."""
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +23,7 @@ from PIL import Image
 from nst_core.errors import DeviceError, OptionError
 from nst_core.options import Options
 from tests.conftest import picture, stripes
+from tests.ray_cluster import Cluster, free_port
 from tests.worker_client import engine_run
 
 ray = pytest.importorskip("ray", reason="needs the [cluster] extra (make setup installs it)")
@@ -36,104 +31,11 @@ from nst_core.batch.ray_executor import ClusterError, RayExecutor  # noqa: E402
 from nst_core.batch.task import Done, Failed, Job  # noqa: E402
 
 pytestmark = engine_run
-RAY = str(Path(sys.executable).with_name("ray"))
-MARK = "NST_TEST_RAY"
 FAST = ["--preset", "draft", "--size", "64", "--precision", "fp32", "-q"]
 OPTIONS = Options(preset="draft", size=64, precision="fp32")
 # A lost node is noticed within a few seconds instead of Ray's default ~30 s.
 HEALTH = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "1000",
           "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Cluster:
-    """A Ray cluster of this machine's own: a head and worker nodes on 127.0.0.1, each node's
-    processes marked in their environment."""
-
-    def __init__(self):
-        self.tag = uuid.uuid4().hex[:10]
-        # Short: Ray's Unix sockets live under it (a socket path has ~107 characters at most).
-        self.temp = tempfile.mkdtemp(prefix="nstray", dir="/tmp")
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-
-    def start(self, name: str, head: bool = False) -> None:
-        env = {**os.environ, MARK: f"{self.tag}-{name}", "RAY_USAGE_STATS_ENABLED": "0",
-               **HEALTH}
-        ports = ["--node-manager-port", "--object-manager-port", "--metrics-export-port",
-                 "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
-                 "--runtime-env-agent-port"]
-        args = [RAY, "start", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                "--num-gpus", "0", "--object-store-memory", str(100 * 2**20),
-                "--disable-usage-stats", "--temp-dir", self.temp]
-        for flag in ports:
-            args += [flag, str(free_port())]
-        if head:
-            args += ["--head", "--port", str(self.port), "--include-dashboard", "false"]
-        else:
-            args += ["--address", self.address]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    def processes(self, name: str | None = None) -> list[psutil.Process]:
-        """The processes of one node (all nodes: None): those with its marker and their children
-        (Ray's agents are started without the raylet's environment)."""
-        found = {}
-        for p in psutil.process_iter():
-            try:
-                mark = p.environ().get(MARK, "")
-                if mark == f"{self.tag}-{name}" or \
-                        (name is None and mark.startswith(self.tag + "-")):
-                    found[p.pid] = p
-                    found.update((c.pid, c) for c in p.children(recursive=True))
-            except (psutil.Error, OSError):
-                continue
-        return list(found.values())
-
-    def kill(self, name: str | None = None) -> None:
-        """SIGKILL every process of the node (or of the cluster): a machine that dies."""
-        procs = self.processes(name)
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.Error:
-                pass
-        psutil.wait_procs(procs, timeout=10)
-
-    def alive(self) -> int:
-        return sum(1 for n in ray.nodes() if n.get("Alive"))
-
-    def wait_for(self, nodes: int, timeout: float = 60) -> None:
-        ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
-        try:
-            deadline = time.monotonic() + timeout
-            while self.alive() != nodes:
-                assert time.monotonic() < deadline, f"{self.alive()} Ray nodes alive, not {nodes}"
-                time.sleep(0.5)
-        finally:
-            ray.shutdown()
-
-    def stop(self) -> None:
-        procs = self.processes()
-        for p in procs:
-            try:
-                p.terminate()
-            except psutil.Error:
-                pass
-        _, left = psutil.wait_procs(procs, timeout=3)
-        for p in left:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(left, timeout=10)
-        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +44,7 @@ def cluster(real_weights):
     and the drivers' environment: with it on, the nodes and the drivers would need one token
     (~/.ray/auth_token, made by the first local ray.init), and this test process reads Ray's
     settings once, when it imports ray. The cluster lives as long as this module's tests."""
-    c = Cluster()
+    c = Cluster({**HEALTH, "RAY_AUTH_MODE": "disabled"})
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RAY_AUTH_MODE", "disabled")
         env.delenv("RAY_ADDRESS", raising=False)
