@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from nst_core.batch.run import plan
 from nst_core.errors import ImageError, OptionError
 from nst_core.options import Options
 from tests.conftest import picture, stripes
-from tests.test_cli import nst
+from tests.test_cli import interrupt, nst
 
 QUICK = ["--preset", "draft", "--size", "64", "--iterations", "3", "--precision", "fp32", "-q"]
 
@@ -89,11 +88,7 @@ def test_ctrl_c_leaves_only_complete_results_and_a_rerun_finishes(tmp_path, real
     while not (out / manifest.NAME).exists():  # the first result is written and recorded
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(timeout=10)  # generous: one 64 px iteration takes ~0.1 s
-    finally:
-        proc.kill()
+    code = interrupt(proc)
     stdout, stderr = proc.communicate()
     assert code == 130 and "Traceback" not in stderr
     assert "interrupted" in stdout and "Run the same command again" in stdout

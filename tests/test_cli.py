@@ -23,6 +23,16 @@ def nst(*args, env=None, cwd=None):
                           text=True, env=env, cwd=cwd, timeout=300)
 
 
+def interrupt(proc: subprocess.Popen) -> int:
+    """Ctrl-C to a running `nst`: its exit code, which must come within 10 s (generous: one
+    64 px iteration takes ~0.1 s); a process still there then is killed and the wait fails."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=10)
+    finally:
+        proc.kill()
+
+
 def assert_fails(done, code, *words, output=None):
     assert done.returncode == code, done.stderr
     assert "nst: error:" in done.stderr or "error:" in done.stderr
@@ -277,11 +287,7 @@ def test_ctrl_c_stops_within_an_iteration_and_writes_nothing(tmp_path, image_fil
         seen += proc.stderr.read(1)
         assert proc.poll() is None and time.monotonic() < deadline, seen
     time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(timeout=10)  # generous: one 64 px iteration takes ~0.1 s
-    finally:
-        proc.kill()
+    code = interrupt(proc)
     assert code == 130
     assert "interrupted; nothing was written" in proc.stderr.read()
     assert not out.exists()
@@ -297,11 +303,7 @@ def test_ctrl_c_after_step_images_names_them(tmp_path, image_files, real_weights
     while not (tmp_path / "out-step2.png").exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(timeout=10)
-    finally:
-        proc.kill()
+    code = interrupt(proc)
     message = proc.stderr.read()
     assert code == 130 and "Traceback" not in message
     assert f"{out} was not written" in message and "step image(s) were, the last" in message
