@@ -189,7 +189,7 @@ def cmd_stylize(args) -> int:
         _check_step_files(output, inputs)
     # Decode no more than the run needs: the output's long side, the styles' at style_scale.
     content_img = images.load_image(args.content, what="content image", max_side=options.size)
-    style_side = round((options.size or max(content_img.size)) * options.style_scale)
+    style_side = options.style_side(max(content_img.size))
     styles = [images.load_image(s, what="style image", max_side=style_side) for s in args.styles]
     content, alpha = images.split_alpha(content_img)
     del content_img

@@ -241,6 +241,12 @@ class Options:
         value = getattr(self, name)
         return getattr(self.preset_values, name) if value is None else value
 
+    def style_side(self, content_long_side: int) -> int:
+        """The longest side a style image needs for a run on content of this long side: the
+        output's times style_scale. Styles are decoded no larger (they are never upsampled past
+        their own size anyway)."""
+        return round((self.size or content_long_side) * self.style_scale)
+
     def resolved_style_layer_weights(self) -> tuple[float, ...]:
         return self.style_layer_weights or (1.0,) * len(self.style_layers)
 

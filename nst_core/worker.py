@@ -275,11 +275,11 @@ def preview_options(options, size: int):
     return options.replace(preset="draft", size=size, iterations=PREVIEW_ITERATIONS)
 
 
-def decode_styles(request: protocol.Request, long_side: int) -> list:
-    """The style images as RGB float arrays, no larger than a run of this long side needs."""
+def decode_styles(request: protocol.Request) -> list:
+    """The style images as RGB float arrays, no larger than the run needs."""
     from .images import MIN_SIDE, fit_size, load_image, resize_array, to_array
 
-    side = round(long_side * request.options.style_scale)
+    side = request.options.style_side(max(request.width, request.height))
     styles = []
     for style, data in zip(request.styles, request.style_data):
         if not style.is_pixels:
@@ -340,7 +340,7 @@ def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
         if max(request.width, request.height) > request.preview:
             rgb = resize_array(rgb, size)  # the preview needs no more
     # Styles are decoded no larger than the run needs (automatic sizes stay within the layer).
-    styles = decode_styles(request, request.options.size or max(request.width, request.height))
+    styles = decode_styles(request)
     if request.auto_seconds is not None and request.options.size is None:
         from .estimate import largest_within
 

@@ -55,7 +55,7 @@ def paint(job: Job, progress=None, keep_picture: bool = False) -> Done:
     img = images.load_image(job.content, what="input image", name=job.name, max_side=o.size)
     deep = depth.is_deep(job.content)
     rgb, alpha = depth.read(job.content, job.name) if deep else images.split_alpha(img)
-    side = round((o.size or max(img.size)) * o.style_scale)
+    side = o.style_side(max(img.size))
     del img
     style = images.load_image(job.style, what="style image", max_side=side)
     result = stylize(rgb, [style], o, progress=progress, start=job.start, hold=job.hold)

@@ -119,8 +119,7 @@ def check_submission(content: tuple[str, bytes] | None, styles: list, builtins: 
         samples = decode_content(data, name, options.size)
     except NSTError as e:
         raise Rejected.from_error(e, "content") from None
-    long_side = options.size or max(samples.width, samples.height)
-    side = round(long_side * options.style_scale)
+    side = options.style_side(max(samples.width, samples.height))
     for style_name, style_data in style_files:
         try:
             images.load_image(style_data, what="style image", name=style_name, max_side=side)
