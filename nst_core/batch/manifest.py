@@ -85,10 +85,11 @@ class Manifest:
             os.fsync(f.fileno())
 
     def _read(self) -> dict:
-        entries = {}
+        entries, self.lines = {}, 0
         try:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 for line in f:
+                    self.lines += 1
                     with contextlib.suppress(ValueError, TypeError, AttributeError):
                         entry = json.loads(line)
                         if entry.get("v") == VERSION and isinstance(entry.get("key"), str):
@@ -101,12 +102,7 @@ class Manifest:
 
     def _compact(self) -> None:
         """One line per output again, when re-runs have piled up lines (atomically)."""
-        try:
-            with open(self.path, "rb") as f:
-                lines = sum(1 for _ in f)
-        except OSError:
-            return
-        if lines > 2 * len(self.entries) + 100:
+        if self.lines > 2 * len(self.entries) + 100:
             text = "".join(json.dumps(e) + "\n" for e in self.entries.values())
             write_atomic(self.path, lambda f: f.write(text.encode()))
 
