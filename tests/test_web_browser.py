@@ -73,7 +73,8 @@ def test_paint_download_and_cancel_in_chromium(tmp_path):
             set_value(driver, "opt-size", "64")
             driver.find_element("css selector", "#options-more summary").click()
             set_value(driver, "opt-precision", "fp32")
-            set_value(driver, "opt-iterations", "6")
+            # Enough iterations that the live picture (sent every 5) is on screen for a while.
+            set_value(driver, "opt-iterations", "30")
             driver.find_element("id", "start").click()
 
             # The progress bar moves and the picture being painted shows, then the result.
