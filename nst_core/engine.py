@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import blockwise, budget, images, losses, weights
+from . import blockwise, budget, estimate, images, losses, speed, weights
 from .colour import luminance, match_colours, preserve_colors
 from .device import describe, select_device, select_dtype
 from .errors import NSTError, OptionError, TooLargeError
@@ -123,6 +123,13 @@ class _Run:
         self.scales = [(s.size, s.iterations) for s in scales]
         self.plans = [s.plan for s in scales]
         self.work = [s.work for s in scales]
+        # Each scale's measured speed goes to the record the estimate learns from; the run's
+        # own estimate is logged beside its time (none without a record: no probe in a run).
+        self.speed_key = speed.device_key(describe(device, self.dtype))
+        self.run_id = speed.new_run()
+        known = speed.speeds(self.speed_key)
+        self.expected_s = estimate.of_scales(scales, len(styles), options.style_loss,
+                                             known) if known else None
         self.step = 0  # iterations done, over all scales
         self.done = 0.0  # work done
 
@@ -175,6 +182,10 @@ class _Run:
             del objective
             if stopped:
                 break
+        else:
+            log.info("took %.1f s; the estimate was %s", time.perf_counter() - self.start,
+                     "none (no run measured here yet)" if self.expected_s is None
+                     else f"{self.expected_s:.1f} s")
         return self.finish(x)
 
     def objective(self, content: torch.Tensor, styles: list, plan) -> blockwise.Objective:
@@ -297,6 +308,9 @@ class _Run:
                       i * unit / elapsed if elapsed > 0 else None)
             if self.on_image and self.image_every and self.step % self.image_every == 0:
                 self.on_image(self.finish(x.detach(), report=False), self.step)
+        speed.record_scale(self.speed_key, (w, h), plan, time.perf_counter() - start,
+                           self.work[index - 1] * estimate.STYLE_LOSS_COST[self.o.style_loss],
+                           self.run_id)
         # The last step's result has not been scored; it is the best unless it diverged.
         return x.detach(), False
 

@@ -1,15 +1,15 @@
 """How long a run will take here: this machine's measured speed times the run's planned work.
 
-The speed (seconds per pixel-iteration of the whole-image path) is measured once per device,
-number format and torch version, in a few seconds, and kept in the user data folder. The work
-comes from the same plan the engine runs (budget.plan_run): scales, iterations, and what the
-block path costs more per pixel. So a GIMP dialog can say "about 4 min on this machine" before
-anything runs, and the largest size that fits a time limit.
+The speed (seconds per unit of work, per path: whole image or blocks) is what real runs took
+here (speed.py keeps their record per device, number format and torch version); before the
+first run, a probe of a few seconds stands in. The work comes from the same plan the engine
+runs (budget.plan_run): scales, iterations, and what each scale's path costs more per pixel. So
+a GIMP dialog can say "about 4 min on this machine" before anything runs, and the largest size
+that fits a time limit; and each run logs its own time beside this estimate.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from . import budget, images, losses, weights
+from . import budget, images, losses, speed, weights
 from .device import describe, select_device, select_dtype
 from .errors import TooLargeError
 from .options import PRESETS, Options
@@ -25,38 +25,31 @@ from .vgg import VGG
 
 log = logging.getLogger(__name__)
 
-CACHE_NAME = "speed.json"
 PROBE_SIZE = (512, 384)  # big enough that fixed costs do not dominate, a few seconds on a CPU
 STARTUP_S = 4.0  # starting the core and loading the network (measured: 3-4 s on the CPU)
 TARGETS_SHARE = 0.7  # each scale's targets: forward passes of content and style, per pixel
 # The speed is measured with the Gram loss; W2 adds an eigendecomposition per layer and
 # iteration: 1.5x the time at 512 px (bench/styleloss.py), relatively more when smaller.
 STYLE_LOSS_COST = {"gram": 1.0, "w2": 1.5}
+# Busy: other work uses more than this share of the cores (1-minute load average), or the
+# hypervisor steals more than this share of the CPU time from the machine.
+BUSY_LOAD, BUSY_STEAL = 0.5, 0.1
+STEAL_SAMPLE_S = 0.2
 
-def speed(device: torch.device, dtype: torch.dtype, options: Options | None = None) -> float:
-    """Seconds per pixel-iteration of the whole-image path here, measured once and cached."""
-    options = options or Options()
-    key = describe(device, dtype).split(", Python")[0]
-    path = weights.data_dir() / CACHE_NAME
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cached = {}
-    if not isinstance(cached, dict):
-        cached = {}
-    value = cached.get(key)
-    if isinstance(value, (int, float)) and value > 0:
-        return float(value)
-    value = _measure(device, dtype, options)
-    cached[key] = value
-    try:  # a cache: failing to write it costs a re-measurement, nothing else
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("could not cache the measured speed in %s: %s", path, e)
-    return value
+def key(device: torch.device, dtype: torch.dtype) -> str:
+    return speed.device_key(describe(device, dtype))
+
+
+def rates(device: torch.device, dtype: torch.dtype, options: Options | None = None,
+          measure: bool = True) -> dict:
+    """{path: seconds per unit of work} here: from the record of real runs, else from a probe
+    (measured now, a few seconds, and recorded, unless not `measure`: then {})."""
+    k = key(device, dtype)
+    known = speed.speeds(k)
+    if known or not measure:
+        return known
+    speed.record_probe(k, _measure(device, dtype, options or Options()))
+    return speed.speeds(k)
 
 
 def _measure(device: torch.device, dtype: torch.dtype, options: Options) -> float:
@@ -98,16 +91,55 @@ def _where(options: Options) -> tuple[torch.device, torch.dtype]:
     return device, select_dtype(options.resolved("precision"), device)
 
 
-def seconds(options: Options, width: int, height: int, style_sizes=(), per_pixel=None) -> float:
-    """Estimated wall time of stylize() on a width x height content with these options."""
+def seconds(options: Options, width: int, height: int, style_sizes=(), known=None) -> float:
+    """Estimated wall time of stylize() on a width x height content with these options
+    (`known`: rates() already looked up)."""
     device, dtype = _where(options)
     style_sizes = list(style_sizes) or [(width, height)]
     _, scales = budget.plan_run(options, (width, height), style_sizes, dtype,
                                 budget.budget_of(options, device), device)
-    per_pixel = per_pixel or speed(device, dtype, options)
-    targets = sum(s.size[0] * s.size[1] * (1 + len(style_sizes)) for s in scales)
-    work = sum(s.work for s in scales) * STYLE_LOSS_COST[options.style_loss]
-    return STARTUP_S + per_pixel * (work + TARGETS_SHARE * targets)
+    return STARTUP_S + of_scales(scales, len(style_sizes), options.style_loss,
+                                 known or rates(device, dtype, options))
+
+
+def of_scales(scales, styles: int, style_loss: str, known: dict) -> float:
+    """Seconds for these planned scales (budget.Scale) with `styles` style images, the
+    process's start left out: each scale's work at its path's rate, and its targets (forward
+    passes of the content and the styles) at the whole-image rate."""
+    targets = sum(s.size[0] * s.size[1] * (1 + styles) for s in scales)
+    work = sum(s.work * known[speed.path_of(s.plan)] for s in scales)
+    return work * STYLE_LOSS_COST[style_loss] + known["whole"] * TARGETS_SHARE * targets
+
+
+def busy() -> str | None:
+    """Why a run may take longer than estimated now: other work on the CPU (load average,
+    time stolen by the hypervisor), or None."""
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (OSError, AttributeError):  # Windows has no load average
+        load = 0.0
+    if load > BUSY_LOAD:
+        return f"the computer is busy (load {load:.0%} of its {os.cpu_count()} cores)"
+    steal = _steal()
+    if steal > BUSY_STEAL:
+        return f"the computer is busy ({steal:.0%} of its CPU time taken by other machines)"
+    return None
+
+
+def _steal() -> float:
+    """The share of CPU time the hypervisor gave to others over a short sample (Linux)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+    try:
+        total0, steal0 = sample()
+        time.sleep(STEAL_SAMPLE_S)
+        total1, steal1 = sample()
+    except (OSError, ValueError):
+        return 0.0
+    return (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
 
 
 def for_dialog(options: Options, width: int, height: int, style_sizes, limit_s: float) -> dict:
@@ -116,7 +148,7 @@ def for_dialog(options: Options, width: int, height: int, style_sizes, limit_s: 
     any size; sizes that cannot fit are left out) and, per preset, the largest size up to the
     content's own that takes at most limit_s here."""
     device, dtype = _where(options)
-    per_pixel = speed(device, dtype, options)
+    known = rates(device, dtype, options)
     long_side = max(width, height)
     sizes, s = [], 256.0
     while s < long_side:
@@ -129,27 +161,26 @@ def for_dialog(options: Options, width: int, height: int, style_sizes, limit_s: 
         rows = []
         for size in sizes:
             try:
-                t = seconds(o.replace(size=size), width, height, style_sizes, per_pixel)
+                t = seconds(o.replace(size=size), width, height, style_sizes, known)
             except TooLargeError:
                 break
             rows.append([size, round(t, 1)])
         table[preset] = rows
-        auto[preset] = largest_within(o, width, height, limit_s, style_sizes, per_pixel)
+        auto[preset] = largest_within(o, width, height, limit_s, style_sizes, known)
     return {"device": describe(device, dtype).split(", torch")[0], "table": table,
-            "auto_size": auto}
+            "auto_size": auto, "busy": busy()}
 
 
 def largest_within(options: Options, width: int, height: int, limit_s: float,
-                   style_sizes=(), per_pixel=None) -> int:
+                   style_sizes=(), known=None) -> int:
     """The largest long side, up to the content's own, whose run takes at most limit_s here;
     at least the smallest useful size."""
-    if per_pixel is None:
-        per_pixel = speed(*_where(options), options)
+    known = known or rates(*_where(options), options)
 
     def fits(size):
         try:
             return seconds(options.replace(size=size), width, height, style_sizes,
-                           per_pixel) <= limit_s
+                           known) <= limit_s
         except TooLargeError:
             return False
 

@@ -68,6 +68,7 @@ CHANNELS = {1: "grey", 2: "grey+alpha", 3: "RGB", 4: "RGBA"}
 MAX_SIDE = 32768  # GIMP's own limit is 524288, but nothing past this fits a VGG pass anyway
 MAX_HEADER = 1 << 20  # one JSON line
 MAX_STYLES = 16
+AUTO_SECONDS = 600  # an estimate's time limit for an automatic size, unless it names one
 MAX_STYLE_BYTES = 256 << 20
 MIN_STYLE_SIDE = 16  # images.MIN_SIDE (VGG's four poolings); checked here from the header alone
 PREVIEW_SIZES = (64, 512)  # the preview's long side: least, most
@@ -427,7 +428,7 @@ def parse_estimate(header: dict) -> EstimateRequest:
         s = _object(s, f"style {i}", ("width", "height"))
         sizes.append((_side(s, "width", f"style {i}"),
                       _side(s, "height", f"style {i}")))
-    limit = _seconds(header, "auto_seconds", where, 180)
+    limit = _seconds(header, "auto_seconds", where, AUTO_SECONDS)
     return EstimateRequest(_options(header, where), width, height, sizes, limit)
 
 
