@@ -35,10 +35,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nst_core import blockwise, budget, estimate, weights  # noqa: E402
+from nst_core import blockwise, budget, estimate, images, weights  # noqa: E402
 from nst_core.device import machine, select_dtype  # noqa: E402
 from nst_core.options import Options  # noqa: E402
 from nst_core.vgg import VGG19  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from objective import full_objective  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "images"
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
@@ -97,18 +100,18 @@ def ratio(width=1536, height=1024, repeats=3) -> None:
 # -- 2. time and memory against size ---------------------------------------------------------------
 
 
-def run_size(mp: float) -> dict:
+def run_size(mp: float, detail: str = "texture", score: bool = True) -> dict:
     w, h = size_of(mp)
     OUT.mkdir(parents=True, exist_ok=True)
     content = OUT / f"tubingen-{w}x{h}.png"
     if not content.exists():
         Image.open(CONTENT).convert("RGB").resize((w, h), Image.BICUBIC).save(content)
     style = Image.open(STYLE)
-    options = Options(size=None, max_memory=MEMORY_GB)
+    options = Options(size=None, max_memory=MEMORY_GB, detail=detail)
     guess = estimate.seconds(options, w, h, [style.size])
-    out = OUT / f"starry-{w}x{h}.jpg"
+    out = OUT / f"starry-{w}x{h}{'' if detail == 'texture' else '-' + detail}.png"
     cmd = [sys.executable, "-m", "nst_core", "-v", "stylize", str(content), str(STYLE), "-o",
-           str(out), "--size", "keep", "--max-memory", str(MEMORY_GB), "-q"]
+           str(out), "--size", "keep", "--max-memory", str(MEMORY_GB), "--detail", detail, "-q"]
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
@@ -122,7 +125,12 @@ def run_size(mp: float) -> dict:
     peak = usage.ru_maxrss * 1024  # KiB on Linux
     plans = re.search(r"scales (.*)", log).group(1)
     blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
+    objective = None
+    if score:  # every layer at the output's size: what the schedule paints, not what it saw
+        load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
+        objective = full_objective(load(out), load(content), [load(STYLE)], options)["total"]
     return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
+                detail=detail, objective=objective,
                 blocks=", ".join(f"{s} (blocks of {c})" for s, c in blocks) or "none")
 
 
@@ -154,6 +162,10 @@ def main() -> None:
     parser.add_argument("--ratio-only", action="store_true")
     parser.add_argument("--crop", action="store_true")
     parser.add_argument("--skip-ratio", action="store_true")
+    parser.add_argument("--detail", nargs="+", default=["texture", "full"],
+                        help="schedules to run: texture (the default) and full (the old one)")
+    parser.add_argument("--no-score", action="store_true",
+                        help="skip the full objective (a few minutes at 24 MP)")
     args = parser.parse_args()
     if not CONTENT.exists():
         sys.exit(f"bench needs the test images in {SHARED}")
@@ -165,13 +177,16 @@ def main() -> None:
         ratio()
     if args.ratio_only:
         return
-    print(f"\n| size | megapixels | wall time | estimate before the run | peak memory (whole "
-          f"process, budget {MEMORY_GB:g} GB) | scales in blocks |\n|---|---|---|---|---|---|")
+    print(f"\n| size | schedule | wall time | estimate before the run | peak memory (whole "
+          f"process, budget {MEMORY_GB:g} GB) | full objective | scales in blocks |\n"
+          "|---|---|---|---|---|---|---|")
     for mp in args.mp:
-        r = run_size(mp)
-        print(f"| {r['size']} | {r['mp']:.1f} | {r['wall'] / 60:.1f} min | "
-              f"{r['guess'] / 60:.1f} min | {r['peak'] / 2**30:.2f} GB | {r['blocks']} |",
-              flush=True)
+        for detail in args.detail:
+            r = run_size(mp, detail, score=not args.no_score)
+            objective = "-" if r["objective"] is None else f"{r['objective']:.4g}"
+            print(f"| {r['size']} ({r['mp']:.1f} MP) | {detail} | {r['wall'] / 60:.1f} min | "
+                  f"{r['guess'] / 60:.1f} min | {r['peak'] / 2**30:.2f} GB | {objective} | "
+                  f"{r['blocks']} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from . import images
-from .blockwise import STRIDE, blocks, margin_for
+from .blockwise import LAYER_STRIDE, STRIDE, margin_for
 from .device import available_memory
 from .errors import ImageError, TooLargeError
+from .weights import conv_layers
 
 GB = 2**30
 LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
@@ -56,13 +57,11 @@ class Plan:
     need: int  # bytes, the process included
 
     def cost_factor(self, width: int, height: int, margin: int) -> float:
-        """Work per pixel-iteration relative to the whole-image path: the block path runs the
-        net forward twice (1.5x) and over the margins too."""
+        """Work per pixel-iteration relative to the probe's whole-image pass (PASS_COST): the
+        block path runs the net forward twice (1.5x) and over the margins too."""
         if self.core is None:
-            return 1.0
-        seen = sum((b.ry1 - b.ry0) * (b.rx1 - b.rx0) for b in blocks(height, width, self.core,
-                                                                     margin))
-        return 1.5 * seen / (width * height)
+            return pass_cost(width * height)
+        return block_cost(width, height, self.core, margin)
 
 
 def default_budget(device: torch.device) -> int:
@@ -100,39 +99,78 @@ def largest_core(room: int, per_pixel: int, margin: int, width: int, height: int
 
 def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, budget: int,
                fixed: int, optimizer: str, content_layers, margin: int,
-               force_core: int | None = None, strict: bool = False) -> Plan | None:
+               force_core: int | None = None, strict: bool = False,
+               memory_share: float = 1.0) -> Plan | None:
     """How a scale of width x height fits in `budget` bytes (`fixed` of it already taken);
-    None where it cannot. L-BFGS may give way to Adam (less memory) unless `strict`."""
+    None where it cannot. memory_share: the scale's network's activations relative to VGG19 to
+    relu5_1.
+
+    A tight budget costs time, never quality: the optimiser keeps its longest useful history
+    and the scale goes into blocks, smaller ones if need be; the history shortens only where
+    not even the smallest block fits beside it, and L-BFGS gives way to Adam (unless `strict`)
+    only where no history does. Among the paths that fit, the fastest (by PASS_COST) is taken,
+    not the largest."""
     budget = int(budget * PLAN_SHARE)
     px = width * height
-    act = BACKWARD_BYTES[dtype]
+    act = int(BACKWARD_BYTES[dtype] * memory_share)
     choices = [("adam", 0)]
     if optimizer == "lbfgs":
         top = max(MIN_HISTORY, min(LBFGS_HISTORY, iterations))
         histories = sorted({top, *(h for h in (50, 20, 10, MIN_HISTORY) if h < top)},
                            reverse=True)
         choices = [("lbfgs", h) for h in histories] + ([] if strict else choices)
-
-    def state(opt, history):
-        return fixed + px * state_bytes(opt, history, content_layers)
-
-    if force_core is None:  # the whole image is ~1.9x faster than blocks: worth a short history
-        for opt, history in choices:
-            if state(opt, history) + px * act <= budget:
-                return Plan(None, opt, history, state(opt, history) + px * act)
-    best = None
     for opt, history in choices:
-        core = largest_core(budget - state(opt, history), act, margin, width, height)
+        state = fixed + px * state_bytes(opt, history, content_layers)
+        options = []  # (cost per pixel-iteration, core or None)
+        if force_core is None and state + px * act <= budget:
+            options.append((pass_cost(px), None))
+        largest = largest_core(budget - state, act, margin, width, height)
         if force_core is not None:
-            core = min(core, force_core)
-        if core < min(MIN_CORE, force_core or MIN_CORE):
-            continue
-        plan = Plan(core, opt, history, state(opt, history) + act * (core + 2 * margin) ** 2)
-        if core >= min(GOOD_CORE, force_core or GOOD_CORE):
-            return plan
-        if best is None or core > best.core:  # small blocks spend their time on margins
-            best = plan
-    return best
+            largest = min(largest, force_core)
+            options += [(0.0, largest)] if largest >= min(MIN_CORE, force_core) else []
+        else:
+            options += [(block_cost(width, height, core, margin), core)
+                        for core in range(MIN_CORE, largest + 1, STRIDE)]
+        if options:
+            _, core = min(options, key=lambda o: (o[0], -(o[1] or 1 << 30)))
+            need = state + act * (px if core is None else (core + 2 * margin) ** 2)
+            return Plan(core, opt, history, need)
+    return None
+
+
+# Seconds per pixel of one forward and backward pass over a region of this many pixels,
+# relative to the 512x384 probe's, on the CPU (bench/fullres.py --pass-cost measures it): small
+# regions pay per-call overheads, big ones memory traffic. Linear in log(pixels) between points.
+PASS_COST = ((64 * 64, 1.3), (512 * 384, 1.0), (1024 * 1024, 1.0), (4 << 20, 1.0))
+
+
+def pass_cost(pixels: int) -> float:
+    """PASS_COST at `pixels`, interpolated in log(pixels), constant beyond its ends."""
+    import math
+
+    points = PASS_COST
+    if pixels <= points[0][0]:
+        return points[0][1]
+    for (p0, c0), (p1, c1) in zip(points, points[1:]):
+        if pixels <= p1:
+            t = math.log(pixels / p0) / math.log(p1 / p0)
+            return c0 + t * (c1 - c0)
+    return points[-1][1]
+
+
+def _seen(length: int, core: int, margin: int) -> tuple[int, int]:
+    """(pixels the blocks see along one side, blocks along it)."""
+    starts = range(0, length, core)
+    return sum(min(length, x + core + margin) - max(0, x - margin) for x in starts), len(starts)
+
+
+def block_cost(width: int, height: int, core: int, margin: int) -> float:
+    """Cost per pixel-iteration of the block path, relative to the probe's whole-image pass:
+    two forward passes and one backward (1.5x), over the cores and their margins, each block
+    at the cost per pixel of its region's size."""
+    sx, nx = _seen(width, core, margin)
+    sy, ny = _seen(height, core, margin)
+    return 1.5 * sx * sy / (width * height) * pass_cost((sx // nx) * (sy // ny))
 
 
 def largest_fitting(width: int, height: int, budget: int, fixed: int, dtype: torch.dtype,
@@ -156,12 +194,43 @@ def too_large(width: int, height: int, budget: int, device: torch.device, larges
                          f"({where}), even block by block; {hint}")
 
 
+def network_share(layers, model: str = "vgg19") -> tuple[float, float]:
+    """(compute, memory) per pixel of VGG cut after the deepest of `layers`, relative to VGG19
+    up to relu5_1: multiply-adds of the convolutions (plus each used layer's Gram), and the
+    activations a backward pass keeps (channels per pixel at each layer's stride). relu2_1:
+    about a sixth of the compute and half the memory (the full-size layers dominate memory)."""
+    def totals(wanted, net):
+        depth = max((block, k) for k in wanted for block, k in [(int(k[4]), int(k[6:]))])
+        macs = acts = 0.0
+        for block, k, _, in_ch, out_ch in conv_layers(net):
+            if (block, k) > depth:
+                break
+            area = LAYER_STRIDE[block] ** 2
+            macs += 9 * in_ch * out_ch / area
+            acts += out_ch / area
+        macs += sum(2 * (64 * 2 ** min(int(k[4]) - 1, 3)) ** 2 / LAYER_STRIDE[int(k[4])] ** 2
+                    for k in wanted)  # Gram forward and backward
+        return macs, acts
+
+    macs, acts = totals(layers, model)
+    full_macs, full_acts = totals(("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1",
+                                   "relu5_1"), "vgg19")
+    return macs / full_macs, acts / full_acts
+
+
 @dataclass(frozen=True)
 class Scale:
     size: tuple[int, int]  # (w, h)
     iterations: int
     plan: Plan
-    work: float  # pixel-iterations, times what the block path costs more per pixel
+    work: float  # pixel-iterations, times what its network and path cost per pixel
+    style_layers: tuple[str, ...]  # what this scale evaluates (fine scales: the shallow ones)
+    content_layers: tuple[str, ...]
+    margin: int  # its blocks' margin, for the deepest of those layers
+
+    @property
+    def path(self) -> str:
+        return "whole" if self.plan.core is None else "blocks"
 
 
 def budget_of(options, device: torch.device) -> int:
@@ -185,18 +254,21 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
         fw, fh = images.fit_size(w, h, options.size or max(w, h))
         raise ImageError(f"the output would be {fw}x{fh} pixels; each side needs at least "
                          f"{images.MIN_SIDE} (choose a larger size)")
-    margin = margin_for(options.content_layers + options.style_layers)
     fixed = FIXED_BYTES + RUN_BYTES_PER_PIXEL * (w * h + sum(sw * sh for sw, sh in style_sizes))
     scales = []
     preset = options.preset_values
     strict = options.optimizer is not None  # the user's choice of optimiser is kept
-    for (sw, sh), iterations in sizes:
+    for n, ((sw, sh), iterations) in enumerate(sizes):
         optimizer = options.resolved("optimizer")
-        if options.optimizer is None and len(sizes) > 1 and max(sw, sh) > preset.detail_size:
+        detail = n > 0 and max(sw, sh) > preset.detail_size
+        if options.optimizer is None and detail:
             optimizer = preset.detail_optimizer
+        style_layers, content_layers = scale_layers(options, detail)
+        margin = margin_for(style_layers + content_layers)
+        compute, memory = network_share(style_layers + content_layers, options.model)
         plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, optimizer,
-                          options.content_layers, margin, force_core=options.block_size,
-                          strict=strict)
+                          content_layers, margin, force_core=options.block_size,
+                          strict=strict, memory_share=memory)
         if plan is None:
             fw, fh = sizes[-1][0]
             largest = largest_fitting(fw, fh, budget, fixed, dtype, options.content_layers,
@@ -205,9 +277,21 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
                                                    style_sizes, dtype, budget, device):
                 largest = int(largest * 0.97) // STRIDE * STRIDE  # name a size that does plan
             raise too_large(fw, fh, budget, device, largest, options.max_memory is not None)
-        work = sw * sh * iterations * plan.cost_factor(sw, sh, margin)
-        scales.append(Scale((sw, sh), iterations, plan, work))
-    return margin, scales
+        work = sw * sh * iterations * plan.cost_factor(sw, sh, margin) * compute
+        scales.append(Scale((sw, sh), iterations, plan, work, style_layers, content_layers,
+                            margin))
+    return max(s.margin for s in scales), scales
+
+
+def scale_layers(options, detail: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(style layers, content layers) a scale evaluates. A detail scale with the "texture"
+    schedule evaluates only the style layers up to the preset's texture_depth and no content
+    layer: it adds the brushwork to a picture whose composition the coarser scales settled."""
+    if not detail or options.detail != "texture":
+        return options.style_layers, options.content_layers
+    depth = options.preset_values.texture_depth
+    shallow = tuple(k for k in options.style_layers if (int(k[4]), int(k[6:])) <= depth)
+    return (shallow, ()) if shallow else (options.style_layers, options.content_layers)
 
 
 def _plans(options, content_size, style_sizes, dtype, budget, device) -> bool:

@@ -116,11 +116,12 @@ class _Run:
         self.start = time.perf_counter()
         h, w = content.shape[:2]
         self.budget = int(share * budget.budget_of(options, device))
-        self.margin, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
-                                              self.dtype, self.budget, self.device)
+        _, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
+                                    self.dtype, self.budget, self.device)
         if start is not None:  # the picture is there already: only the final scale refines it
             scales = scales[-1:]
         self.scales = [(s.size, s.iterations) for s in scales]
+        self.layouts = scales  # each scale's layers and margin
         self.plans = [s.plan for s in scales]
         self.work = [s.work for s in scales]
         # Each scale's measured speed goes to the record the estimate learns from; the run's
@@ -175,7 +176,7 @@ class _Run:
                      iterations, "whole image" if plan.core is None else
                      f"in blocks of {plan.core} px", plan.optimizer)
             content = images.resize(content_full, (w, h))
-            objective = self.objective(content, style_full, plan)
+            objective = self.objective(content, style_full, self.layouts[index - 1])
             x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
             del content
             x, stopped = self.optimise(x, objective, index, iterations, plan)
@@ -188,44 +189,47 @@ class _Run:
                      else f"{self.expected_s:.1f} s")
         return self.finish(x)
 
-    def objective(self, content: torch.Tensor, styles: list, plan) -> blockwise.Objective:
+    def objective(self, content: torch.Tensor, styles: list, scale: budget.Scale
+                  ) -> blockwise.Objective:
         """This scale's objective: content features and the blended styles' targets (Gram
-        matrices, or W2's Gaussians), computed block by block where the plan says so (no
-        autograd: bigger blocks fit). Styles blend by their statistics (for W2 the mean and
-        second moment, i.e. the mixture of their feature distributions)."""
-        o = self.o
+        matrices, or W2's Gaussians) at the scale's layers, computed block by block where the
+        plan says so (no autograd: bigger blocks fit). Styles blend by their statistics (for W2
+        the mean and second moment, i.e. the mixture of their feature distributions)."""
+        o, plan, margin = self.o, scale.plan, scale.margin
         h, w = content.shape[-2:]
         room = self.budget - plan.need + budget.BACKWARD_BYTES[self.dtype] * (
-            0 if plan.core is None else (plan.core + 2 * self.margin) ** 2)
+            0 if plan.core is None else (plan.core + 2 * margin) ** 2)
 
         def core_for(image):  # None: the whole image in one pass
             ih, iw = image.shape[-2:]
             if plan.core is None and ih * iw <= h * w:
                 return None
-            c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], self.margin, iw, ih)
+            c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], margin, iw, ih)
             return None if c >= max(iw, ih) else max(c, plan.core or 0, budget.MIN_CORE)
 
-        targets = blockwise.content_targets(self.net, content, o.content_layers, self.autocast,
-                                            core_for(content), self.margin)
+        targets = blockwise.content_targets(self.net, content, scale.content_layers,
+                                            self.autocast, core_for(content), margin)
         kind = losses.STYLE_LOSSES[o.style_loss]
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
-        stats = {layer: None for layer in o.style_layers}
+        stats = {layer: None for layer in scale.style_layers}
         for b, style in zip(blend / blend.sum(), styles):
             sw, sh = style_size(style.shape[-1], style.shape[-2], max(w, h), o.style_scale,
                                 o.style_upsample)
             style = images.resize(style, (sw, sh))
-            for k, st in blockwise.style_stats(self.net, style, o.style_layers, self.autocast,
-                                               core_for(style), self.margin, kind).items():
+            for k, st in blockwise.style_stats(self.net, style, scale.style_layers,
+                                               self.autocast, core_for(style), margin,
+                                               kind).items():
                 st = tuple(float(b) * t for t in st)
                 stats[k] = st if stats[k] is None else tuple(map(torch.add, stats[k], st))
         return blockwise.Objective(
             self.net, targets, {k: kind.target(st) for k, st in stats.items()},
             content_weight=o.resolved("content_weight"),
             style_weight=o.resolved("style_weight") * o.strength,
-            layer_weights=dict(zip(o.style_layers, o.resolved_style_layer_weights())),
+            layer_weights={k: v for k, v in zip(o.style_layers, o.resolved_style_layer_weights())
+                           if k in stats},
             tv_weight=o.resolved("tv_weight"),
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
-            autocast=self.autocast, core=plan.core, margin=self.margin,
+            autocast=self.autocast, core=plan.core, margin=margin,
             should_stop=self.should_stop, style_loss=kind, hold=self.hold_term(w, h))
 
     def hold_term(self, w: int, h: int) -> tuple | None:
@@ -247,7 +251,8 @@ class _Run:
         opt = self.optimizer(x, plan)
         best, best_loss = x.detach().clone(), float("inf")
         unit = self.work[index - 1] / iterations  # work of one iteration
-        blocks = 0 if plan.core is None else len(blockwise.blocks(h, w, plan.core, self.margin))
+        blocks = 0 if plan.core is None else len(blockwise.blocks(
+            h, w, plan.core, self.layouts[index - 1].margin))
 
         def on_block(fraction):  # within a long block-wise iteration: keep the bar and ETA moving
             self.emit("stylizing", index, i, iterations, best_loss if best_loss < np.inf else None,

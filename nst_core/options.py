@@ -27,6 +27,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
+DETAILS = ("texture", "full")
 MAX_STYLE_SCALE = 8.0
 # The interpreter, torch, the network and the smallest block: below this nothing runs.
 MIN_MEMORY_GB = 0.75
@@ -55,6 +56,10 @@ class Preset:
     # from the upsampled 1024 px result, 5 iterations: the objective x29 with L-BFGS, /3 with
     # Adam; bench/ has the figures). An --optimizer given explicitly is used everywhere.
     detail_optimizer: str = "adam"
+    # With --detail texture (the default) a detail scale evaluates VGG only up to this layer
+    # (block, conv) and no content layer: the shallow layers carry the fine texture, and cost a
+    # fraction of the network (DESIGN.md section 8; bench/schedule.py has the figures).
+    texture_depth: tuple[int, int] = (2, 1)
     min_size: int = 128
     optimizer: str = "lbfgs"
     init: str = "content"
@@ -145,6 +150,10 @@ class Options:
         None, "the most memory the run may use on its device, in GB, the process included "
         "(default: 80 percent of what is free at the start); past it the image is painted in "
         "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB)
+    detail: str = _opt(
+        "texture", "what the scales above the preset's detail size optimise: texture (only the "
+        "shallow style layers, several times faster; the coarser scales settle the composition) "
+        "or full (every layer, the schedule before 0.9, for comparison)", choices=DETAILS)
     block_size: int | None = _opt(
         None, "paint in blocks of this many pixels square even where the whole image fits "
         "(default: blocks only when needed, as large as the memory allows)", metavar="PX",
@@ -198,6 +207,7 @@ class Options:
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
         _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
         _check_choice(self.pooling, "pooling", POOLINGS)
+        _check_choice(self.detail, "detail", DETAILS)
         if self.init is not None and not (isinstance(self.init, str) and self.init):
             raise OptionError('init must be "content", "noise", "style" or an image file')
         if self.init not in (None, *INITS) and not os.path.isfile(self.init):
