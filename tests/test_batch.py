@@ -234,6 +234,49 @@ def test_manifest_knows_what_is_done_and_what_changed(tmp_path):
     assert manifest.Manifest(tmp_path).is_done("o.png", fp)
 
 
+def test_manifest_skips_nested_json_and_counts_a_copied_result_by_its_content(tmp_path):
+    import shutil
+
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    content.write_bytes(b"c")
+    style.write_bytes(b"s")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "o.png").write_bytes(b"result")
+    fp = manifest.fingerprint(Options(), content, style, "png")
+    manifest.Manifest(out).record("o.png", fp)
+    with open(out / manifest.NAME, "a") as f:  # 100,000 nested brackets: garbage, skipped
+        f.write("[" * 100_000 + "]" * 100_000 + "\n")
+    assert manifest.Manifest(out).is_done("o.png", fp)
+    # `cp -r`: new inodes and times, the same bytes: still done, nothing to repaint.
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, copy_function=shutil.copy)
+    assert manifest.Manifest(copy).is_done("o.png", fp)
+    # The same size and another picture: painted again.
+    (copy / "o.png").write_bytes(b"RESULT")
+    assert not manifest.Manifest(copy).is_done("o.png", fp)
+
+
+def test_output_names_are_linear_and_planning_says_so(tmp_path, capsys):
+    from nst_core import cli
+
+    many = [inputs.Input(Path(f"d/p{i}.jpg"), PurePath(f"d/p{i}.jpg")) for i in range(20_000)]
+    many += [inputs.Input(Path("d/p7.png"), PurePath("d/p7.png"))]  # a clash: own suffix kept
+    start = time.monotonic()
+    names = inputs.output_names(many, None, "png")
+    assert time.monotonic() - start < 5  # count() per input took minutes here
+    assert len(set(names.values())) == len(many) and names[7, 0] == PurePath("d/p7.jpg.png")
+    photos = make_inputs(tmp_path)
+    code = cli.main(["batch", str(photos), "--style", str(tmp_path / "nope.png"), "-o",
+                     str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert code != 0 and "finding the inputs" in out.out and "does not exist" in out.err
+    code = cli.main(["batch", str(photos), "--style", str(tmp_path / "style.png"), "-o",
+                     str(tmp_path / "out"), "--ray="])
+    err = capsys.readouterr().err
+    assert code != 0 and "--ray= needs a cluster address" in err and " and  is" not in err
+
+
 def test_one_batch_at_a_time_per_output_folder(tmp_path):
     with manifest.Manifest(tmp_path):
         with pytest.raises(ImageError, match="another nst batch is writing"):

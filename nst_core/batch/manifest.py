@@ -1,7 +1,9 @@
 """The batch's record of what it has made, so a re-run skips finished results. It lives in OUTDIR
 (.nst-batch.jsonl): one line per result written, with a fingerprint of what made it (the
 options, the input and style files, the format) and the output's own stamp, so a result changed
-since, deleted or made with other options is painted again. Lines are appended (a 10,000-frame
+since, deleted or made with other options is painted again. An output counts by its content
+(size, then time or else a hash), so a copied OUTDIR (`cp -r`: new times and inodes) is not
+painted again. Lines are appended (a 10,000-frame
 batch does not rewrite the record 10,000 times); the last line for an output counts, and a line
 cut short by a crash is ignored. One batch at a time may use an OUTDIR (a lock says so)."""
 
@@ -70,14 +72,32 @@ class Manifest:
 
     def is_done(self, key: str, print_: str) -> bool:
         entry = self.entries.get(key)
-        return entry is not None and entry.get("fingerprint") == print_ and \
-            entry.get("stamp") == _stamp(self.path.parent / key)
+        if entry is None or entry.get("fingerprint") != print_:
+            return False
+        path = self.path.parent / key
+        if entry.get("stamp") is not None:  # a record from before 0.9: size, time, inode
+            return entry["stamp"] == _stamp(path)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size != entry.get("size"):
+            return False
+        if st.st_mtime_ns == entry.get("mtime_ns"):
+            return True  # the usual re-run: nothing read
+        # Touched or copied: the same bytes still count (and the new time is recorded).
+        if _digest(path) != entry.get("sha256"):
+            return False
+        self.record(key, print_)
+        return True
 
     def record(self, key: str, print_: str) -> None:
         """After the output is written: remember it (an interrupted record loses at most this
         line, and the image is then painted again)."""
-        entry = {"v": VERSION, "key": key, "fingerprint": print_,
-                 "stamp": _stamp(self.path.parent / key)}
+        path = self.path.parent / key
+        st = os.stat(path)
+        entry = {"v": VERSION, "key": key, "fingerprint": print_, "size": st.st_size,
+                 "mtime_ns": st.st_mtime_ns, "sha256": _digest(path)}
         self.entries[key] = entry
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
@@ -90,7 +110,9 @@ class Manifest:
             with open(self.path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     self.lines += 1
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    # Garbage of any kind is skipped, 100,000 nested brackets included.
+                    with contextlib.suppress(ValueError, TypeError, AttributeError,
+                                             RecursionError):
                         entry = json.loads(line)
                         if entry.get("v") == VERSION and isinstance(entry.get("key"), str):
                             entries[entry["key"]] = entry
@@ -105,6 +127,17 @@ class Manifest:
         if self.lines > 2 * len(self.entries) + 100:
             text = "".join(json.dumps(e) + "\n" for e in self.entries.values())
             write_atomic(self.path, lambda f: f.write(text.encode()))
+
+
+def _digest(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _stamp(path: Path) -> list[int] | None:

@@ -46,9 +46,14 @@ class Batch:
 
 
 def run_from_args(args, options: Options) -> int:
+    if args.ray == "":
+        raise OptionError("--ray= needs a cluster address after the = (HOST:PORT or auto); "
+                          "--ray alone starts a private Ray instance on this machine")
     if args.ray not in (None, "local") and Path(args.ray).exists():
         raise OptionError(f"--ray takes a cluster address, and {args.ray} is a file or folder: "
                           "put --ray after the inputs, or write --ray=ADDRESS")
+    if not args.quiet:  # thousands of inputs take seconds to find and check: say so
+        print("nst: finding the inputs and checking their output names...", flush=True)
     batch = plan(args.inputs, args.styles, Path(args.output_dir), options, args.format,
                  args.sequence)
     executor = make_executor(args.ray, args.cpus_per_task)
