@@ -123,6 +123,42 @@ def test_bad_submissions_are_one_clear_error(client, kw, status, kind, field):
     assert not client.app.state.queue.jobs  # nothing was queued
 
 
+def test_deeply_nested_options_are_a_400_naming_options(client):
+    nested = "[" * 100_000 + "]" * 100_000
+    r = client.post("/api/jobs", files=files(), data={"options": nested, "live": "0"})
+    assert r.status_code == 400, r.text
+    assert error_of(r)["field"] == "options" and not client.app.state.queue.jobs
+
+
+def test_a_client_leaving_mid_upload_is_one_log_line(caplog):
+    """The body stops half-way and the client is gone: one line in the log, no traceback."""
+    import asyncio
+    import logging
+
+    app = create_app()
+    part = b'--x\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n\r\n'
+    messages = [{"type": "http.request", "body": part + b"\0" * 4096, "more_body": True}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/api/jobs", "raw_path": b"/api/jobs",
+             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 80),
+             "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"1000000"),
+                         (b"content-type", b"multipart/form-data; boundary=x")]}
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))  # raises nothing
+    lines = [r for r in caplog.records if "left during its upload" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert not any(r.exc_info for r in caplog.records)
+
+
 def test_too_large_uploads_are_413():
     with TestClient(create_app(max_upload=50_000), base_url=LOCAL) as c:
         noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)

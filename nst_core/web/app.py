@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -42,6 +43,8 @@ from ..options import INITS, PRESETS, Options, option_fields
 from . import auth, builtin
 from .jobs import TERMINAL, Job, JobQueue
 from .uploads import LIVE_SIZES, Rejected, check_submission
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
 MAX_UPLOAD = 100 << 20  # bytes per submission, all files together
@@ -302,9 +305,13 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:  # one line, not the ASGI server's traceback for each
+        log.info("a client left during its upload (after %d bytes); nothing was queued", size)
+        raise Rejected("the upload was cut off (the client left)") from None
     return b"".join(chunks)

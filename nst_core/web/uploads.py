@@ -62,6 +62,8 @@ def option_field(message: str) -> str | None:
 def check_options(text: str | None) -> tuple[dict, Options]:
     try:
         values = json.loads(text) if text else {}
+    except RecursionError:  # 100,000 nested brackets: a 400, not a 500
+        raise Rejected('"options" is nested too deeply to be options', field="options") from None
     except ValueError as e:
         raise Rejected(f'"options" is not valid JSON: {e}', field="options") from None
     if not isinstance(values, dict):
