@@ -96,8 +96,13 @@ def read_header(stream: BinaryIO) -> dict | None:
     line = stream.readline(MAX_HEADER + 1)
     if not line:
         return None
-    if len(line) > MAX_HEADER or not line.endswith(b"\n"):
+    if len(line) > MAX_HEADER:
         raise ProtocolError("a message header must be one JSON line of at most 1 MiB")
+    if not line.endswith(b"\n"):  # stdin closed mid-header: not a size problem
+        raise ProtocolError(f"the stream ended {len(line)} bytes into a message header, before "
+                            "its end of line (a header is one JSON line)")
+    if b"\0" in line:  # else json guesses UTF-32 and says so
+        raise ProtocolError("a message header holds NUL bytes; it must be UTF-8 JSON text")
     try:
         message = json.loads(line)
     except RecursionError:

@@ -48,6 +48,10 @@ def test_message_round_trip():
     (b"[1, 2]\n", '"type"'),
     (b'{"type": "x", "payload": -1}\n', "non-negative"),
     (b'{"type": "x"', "one JSON line"),  # no newline: cut off
+    (b'{"type": "request", "options": {' + b" " * 400, "ended 432 bytes into"),  # stdin closed
+    ('{"type": "x"}\n'.encode("utf-32-le"), "NUL bytes"),
+    (b'{"type": "x", "a": "\0"}\n', "NUL bytes"),
+    (b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
 ])
 def test_bad_headers_are_named(line, words):
     with pytest.raises(ProtocolError, match=words):
