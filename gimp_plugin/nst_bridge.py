@@ -46,16 +46,19 @@ except ImportError:  # imported as gimp_plugin.nst_bridge (the tests)
 PRESETS = nst_options.choice_values("preset")
 DEVICES = nst_options.choice_values("device")
 # size_mode: what the painting is computed at (the result always covers the layer): "auto" = the
-# layer's own size where that takes at most AUTO_SECONDS on this machine, else the largest size
-# that does; "layer" = the layer's own size; "custom" = `size` px (long side).
+# layer's own size unless that takes more than the option auto_minutes (default AUTO_MINUTES) on
+# this machine, else the largest size that does; "layer" = the layer's own size; "custom" =
+# `size` px (long side). A painting smaller than the layer is enlarged: soft at 100 %, so the
+# limit is generous and the estimate line says how much (estimate_text).
 SIZE_MODES = nst_options.choice_values("size_mode")
-AUTO_SECONDS = 180
+AUTO_MINUTES = nst_options.BY_NAME["auto_minutes"].default
 PREVIEW_SIZE = 256  # the live preview's long side (the core takes 64..512)
 MAX_SIZE = nst_options.MAX_SIZE
 # The options sent to the core, with the plug-ins' defaults.
 DEFAULTS = dict((o.name, o.default) for o in nst_options.OPTIONS if o.core)
-# The plug-ins' own arguments that are not core options (the styles and their weights).
-_STYLE_ARGUMENTS = tuple(o.name for o in nst_options.OPTIONS if not o.core)
+# The plug-ins' own arguments that are not core options (the styles, their weights, the time
+# limit for Automatic): run() sends them its own way.
+_NOT_OPTIONS = tuple(o.name for o in nst_options.OPTIONS if not o.core)
 _WORDS = tuple(o.name for o in nst_options.OPTIONS if o.kind == "choice")
 CONFIG_NAME = "nst-core.json"
 ENV_COMMAND = "NST_CORE_COMMAND"
@@ -195,7 +198,7 @@ def core_options(options):
             values["colors"] = "luminance"
     out = {}
     for name, value in values.items():
-        if name == "size_mode" or name in _STYLE_ARGUMENTS:  # run() sends the styles
+        if name == "size_mode" or name in _NOT_OPTIONS:
             continue
         try:
             if name == "size":
@@ -215,6 +218,16 @@ def core_options(options):
             raise BridgeError("bad_option", "The option %s=%s is not a %s." % (
                 name, _brief(value), "word" if name in _WORDS else "number"))
     return out
+
+
+def auto_seconds(options):
+    """The time limit for size_mode "auto", in seconds, from the option auto_minutes."""
+    option = nst_options.BY_NAME["auto_minutes"]
+    minutes = (options or {}).get("auto_minutes", option.default)
+    if not _within(minutes, option.low, option.high):
+        raise BridgeError("bad_option", "The time limit for Automatic must be %g to %g "
+                          "minutes, not %s." % (option.low, option.high, _brief(minutes)))
+    return 60.0 * minutes
 
 
 def style_blend(weights, count):
@@ -580,6 +593,7 @@ def _check_estimate(message):
     """The estimate's fields as the plug-ins use them (estimated_seconds takes logarithms)."""
     device, table = message.get("device"), message.get("table")
     auto, limit = message.get("auto_size"), message.get("auto_seconds")
+    busy = message.get("busy")  # why a run may take longer now (a newer core's field)
 
     def row_ok(row):
         return isinstance(row, list) and len(row) == 2 and _within(row[0], 1, MAX_SIDE) \
@@ -592,7 +606,8 @@ def _check_estimate(message):
             and _within(limit, 0, 1e9)):
         raise _Broken("its time estimate is not the table the protocol defines")
     return dict(type="estimate", device=_printable(device, 100), table=table, auto_size=auto,
-                auto_seconds=limit)
+                auto_seconds=limit,
+                busy=_printable(busy, 200) if isinstance(busy, _TEXT) and busy else None)
 
 
 # -- the core process ----------------------------------------------------------------------------
@@ -750,9 +765,10 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
         should_cancel=None, config_dir=None):
     """Stylise `content` with the core; returns dict(width, height, channels, format, data).
 
-    options: plug-in values (see DEFAULTS; size_mode "auto": the core picks the largest size up
-    to the layer's own that takes at most AUTO_SECONDS; style_weights: one per style, see
-    style_blend); content: dict(width, height, channels, format ("u8", "u16", "f32"), data);
+    options: plug-in values (see DEFAULTS; size_mode "auto": the core picks the layer's own size
+    unless that takes more than auto_minutes, then the largest that does; style_weights: one per
+    style, see style_blend); content: dict(width, height, channels, format ("u8", "u16",
+    "f32"), data);
     style_paths: style image files and/or pixels like the content (plus an optional "name");
     mask: None or dict(width, height, format, data), one channel; on_progress(fraction, text)
     and should_cancel() are called from this (the calling) thread. Raises BridgeError."""
@@ -771,8 +787,8 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
             raise BridgeError("bad_request", "The selection mask's size differs from the layer's.")
     request, parts = _request(options, content_info, content_data, style_paths)
     request.update(mask=mask_info, result={"format": result_format})
-    if (options or {}).get("size_mode") == "auto":  # the core picks the largest size that
-        request["auto_seconds"] = AUTO_SECONDS  # takes at most a few minutes
+    if (options or {}).get("size_mode") == "auto":  # the core picks the size for the limit
+        request["auto_seconds"] = auto_seconds(options)
     if mask_info:
         parts.append(mask_data)
     request["payload"] = sum(len(p) for p in parts)
@@ -784,10 +800,11 @@ def run(options, content, style_paths, mask=None, result_format=None, on_progres
 
 def preview(options, content, style_paths, on_image, should_cancel=None, size=PREVIEW_SIZE,
             on_progress=None, config_dir=None):
-    """A quick draft of `options` at `size` px (long side) for a dialog's preview: the core
-    streams the picture as it paints it. on_image(width, height, rgb_bytes) is called (from
-    this thread) with each picture, RGB u8, the last one the finished preview, which is also
-    returned as dict(width, height, channels=3, format="u8", data). content: a thumbnail of
+    """What a run of `options` paints first, at `size` px (long side), for a dialog's preview:
+    the core streams the picture as it paints it, the first once its smallest scale is done.
+    on_image(width, height, rgb_bytes) is called (from this thread) with each picture, RGB u8,
+    the last one the finished preview, which is also returned as dict(width, height,
+    channels=3, format="u8", data). content: a thumbnail of
     the layer, like run()'s content. Raises BridgeError (kind "cancelled" when should_cancel()
     said so)."""
     command = find_core_command(config_dir)
@@ -822,18 +839,20 @@ def _request(options, content_info, content_data, style_paths):
 
 def estimate(options, width, height, config_dir=None, timeout=120.0):
     """How long runs on a width x height layer would take with the core's device and memory,
-    from the core's measurement of this machine (a few seconds the first time, cached then).
+    from the core's record of its runs here (the first time, a measurement of a few seconds).
     Returns the core's answer: dict(device, table={preset: [[long side, seconds], ...]},
-    auto_size={preset: long side}, auto_seconds). Raises BridgeError."""
+    auto_size={preset: long side} for the options' auto_minutes, auto_seconds, busy=None or why
+    a run may take longer now). Raises BridgeError."""
     command = find_core_command(config_dir)
     _check_executable(command)
     opts = core_options(options)
+    limit = auto_seconds(options)
     if not (_integer(width, 1, MAX_SIDE) and _integer(height, 1, MAX_SIDE)):
         raise BridgeError("bad_request", "Cannot estimate a %sx%s layer." % (
             _brief(width), _brief(height)))
     message = {"type": "estimate", "protocol": PROTOCOL, "options": opts,
                "content": {"width": int(width), "height": int(height)},
-               "auto_seconds": AUTO_SECONDS}
+               "auto_seconds": limit}
     deadline = _monotonic() + timeout
     try:
         answer = _exchange(command, [_header(message)], "estimate", None, None,
@@ -864,6 +883,63 @@ def estimated_seconds(answer, preset, size):
             f = (math.log(size) - math.log(s0)) / (math.log(s1) - math.log(s0))
             return math.exp(math.log(t0) + f * (math.log(t1) - math.log(t0)))
     return None  # past the largest size that fits
+
+
+def auto_size(answer, preset, long_side, limit_s):
+    """The long side size_mode "auto" paints a long_side px layer at with this time limit: the
+    core's own answer for its limit, else from its table (the dialog's limit was changed)."""
+    if answer.get("auto_seconds") == limit_s and preset in answer.get("auto_size", {}):
+        return min(answer["auto_size"][preset], long_side)
+
+    def fits(size):
+        seconds = estimated_seconds(answer, preset, size)
+        return seconds is not None and seconds <= limit_s
+
+    if fits(long_side):
+        return long_side
+    rows = (answer.get("table") or {}).get(preset) or [[long_side, 0]]
+    lo, hi = min(rows[0][0], long_side) // 16, long_side // 16  # in steps of 16 px, as the core
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid * 16) else (lo, mid - 1)
+    return max(lo * 16, min(rows[0][0], long_side))
+
+
+def estimate_text(answer, options, width, height):
+    """The dialog's line on what the run will cost here: the size it paints at, how much the
+    result is enlarged when that is smaller than the layer, and the time. answer: estimate()'s,
+    or the text of why there is none; options: the plug-in values."""
+    if isinstance(answer, _TEXT):
+        return "Layer %dx%d px. No time estimate: %s" % (width, height, answer)
+    values = dict(DEFAULTS)
+    values.update(options or {})
+    options = values
+    preset, mode = options["preset"], options["size_mode"]
+    long_side = max(width, height)
+    if mode == "auto":
+        limit = auto_seconds(options)
+        size = auto_size(answer, preset, long_side, limit)
+        why = "the largest size that takes at most %s here" % (
+            format_duration(limit).replace("about ", ""))
+        if size >= long_side:
+            why = "the layer's own size"
+    elif mode == "layer":
+        size, why = long_side, "the layer's own size"
+    else:
+        size = options.get("size") or long_side
+        why = "enlarged: slower, no finer" if size > long_side else "custom"
+    painted = "painted at %d px (%s)" % (size, why)
+    if size < long_side:
+        painted += ", enlarged %.1fx: softer at 100 %%" % (long_side / float(size))
+    seconds = estimated_seconds(answer, preset, size)
+    device = answer.get("device", "this machine")
+    took = ("%s on %s" % (format_duration(seconds), device) if seconds is not None
+            else "does not fit in memory here: choose a smaller size")
+    text = "Layer %dx%d px, %s%s%s." % (width, height, painted,
+                                        "; " if size < long_side else ": ", took)
+    if answer.get("busy"):
+        text += " It may take longer: %s." % answer["busy"]
+    return text
 
 
 def format_duration(seconds):

@@ -65,9 +65,9 @@ PRESET_CHOICES = (
      "the time of Standard"),
 )
 SIZE_MODE_CHOICES = (
-    ("auto", "Automatic (a few minutes at most)",
-     "The layer's own size where that takes a few minutes on this machine, else the largest "
-     "size that does"),
+    ("auto", "Automatic (the layer's size within a time limit)",
+     "The layer's own size unless that takes longer than the time limit for Automatic on this "
+     "machine (10 minutes unless changed below), else the largest size that does"),
     ("layer", "The layer's own size", "Every pixel of the layer painted: slowest, finest"),
     ("custom", "Custom size", "The long side given below"),
 )
@@ -146,6 +146,11 @@ OPTIONS = (
            "The most memory the painting may use (0 = automatic: most of what is free). "
            "Larger layers are painted in blocks within it, with the same result.",
            low=0.0, high=1024.0, label2="Memory limit (GB; 0 = automatic)"),
+    # Not a core option: the bridge sends it as the request's auto_seconds.
+    Option("auto_minutes", "float", 10.0, "_Time limit for Automatic (min)",
+           "With 'Paint at: Automatic': the longest a run may take on this machine before the "
+           "painting is computed smaller than the layer (and enlarged, softer at 100 %)",
+           low=0.5, high=1440.0, label2="Time limit for Automatic (minutes)", core=False),
 )
 
 BY_NAME = dict((o.name, o) for o in OPTIONS)

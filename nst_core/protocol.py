@@ -25,12 +25,13 @@ plug-in -> core
       then the mask's W*H samples when there is a mask.
   {"type": "cancel"}                      # any time after the request; closing stdin also cancels
 
-  A preview ("preview": {"size": S}, S the long side, PREVIEW_SIZES, default 256) paints a
-  quick draft of the same options at that size: preset "draft", size S and the draft's own
-  iterations replace the request's; everything else (strength, colors, model, styles, seed,
-  device, ...) is kept. The mask, "result" and "auto_seconds" are ignored (the mask's bytes are
-  still sent). The content may be any size: the core reduces it to S. The images being painted
-  stream as "image" messages, then the result comes at the preview's size as RGB u8.
+  A preview ("preview": {"size": S}, S the long side, PREVIEW_SIZES, default 256) paints what
+  the run paints first: the same options (preset, strength, colors, model, styles, seed,
+  device, ...) with size S, i.e. the preset's scales from its smallest (about 128 px) up to S.
+  The mask, "result" and "auto_seconds" are ignored (the mask's bytes are still sent). The
+  content may be any size: the core reduces it to S. The first "image" is the finished first
+  scale, sent before the next scale starts; then the images being painted stream, and the
+  result comes at the preview's size as RGB u8.
   "images" ({"size": S}, the same limits) asks a full run to stream its images too, as "image"
   messages no larger than S (a web page shows the picture being painted); a preview ignores it.
 

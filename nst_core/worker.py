@@ -36,7 +36,6 @@ PARENT_POLL_S = 0.2
 PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress messages a second (plus every phase/scale change)
 IMAGE_INTERVAL_S = 0.33  # a preview's images: at most ~3 a second (plus one after each scale)
 IMAGE_EVERY = 5  # a full run's images ("images"): looked at every this many iterations
-PREVIEW_ITERATIONS = None  # a preview's total iterations; None: the draft preset's own
 STOP_REASONS = {
     "cancel": "the plug-in asked the core to stop",
     "stdin": "the plug-in closed its connection to the core",
@@ -271,8 +270,10 @@ class Session:
 
 
 def preview_options(options, size: int):
-    """A preview's options: a quick draft of the same settings at this long side."""
-    return options.replace(preset="draft", size=size, iterations=PREVIEW_ITERATIONS)
+    """A preview's options: the same settings at this long side, so the preview is what the run
+    paints first: the same objective, start and preset, the preset's scales up to `size` (from
+    its smallest, about 128 px, whose finished picture is the preview's first)."""
+    return options.replace(size=size)
 
 
 def decode_styles(request: protocol.Request) -> list:
@@ -298,13 +299,16 @@ def decode_styles(request: protocol.Request) -> list:
 class ImageStream:
     """A preview's (or a full run's "images") on_image: sends the image being painted at its
     size, as the result will look, after each scale and at most every IMAGE_INTERVAL_S between
-    (the result follows the last step, so that one is not sent)."""
+    (the result follows the last step, so that one is not sent). With `from_first_scale` (a
+    preview) nothing is sent before the first scale has finished: the first picture is a
+    painting, not the photo after a step or two, and comes before the next scale starts."""
 
     def __init__(self, session: Session, size: tuple[int, int], content: np.ndarray,
-                 colors: str):
+                 colors: str, from_first_scale: bool = False):
         from .images import resize_array
 
         self.session, self.size, self.last_sent = session, size, -np.inf
+        self.waiting = from_first_scale
         # The engine puts the content's colours back only into its result: do it here too.
         self.content = resize_array(content, size) if colors == "luminance" else None
 
@@ -315,6 +319,9 @@ class ImageStream:
         p = self.session.last_progress
         scale_done = p["iteration"] == p["iterations"]
         now = time.monotonic()
+        if self.waiting and not scale_done:
+            return
+        self.waiting = False
         if step >= p["steps"] or not scale_done and now - self.last_sent < IMAGE_INTERVAL_S:
             return
         self.last_sent = now
@@ -359,7 +366,8 @@ def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
 
     stream, every = None, 0
     if request.preview:
-        stream, every = ImageStream(session, size, rgb, request.options.colors), 1
+        stream = ImageStream(session, size, rgb, request.options.colors, from_first_scale=True)
+        every = 1
     elif request.images:  # a full run's images: every few steps (each costs a copy at full size)
         shown = fit_size(*size, min(request.images, max(size)))
         stream = ImageStream(session, shown, rgb, request.options.colors)

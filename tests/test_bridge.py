@@ -649,7 +649,7 @@ def test_a_broken_estimate_is_one_readable_error(tmp_path, case):
 def test_a_good_estimate_is_returned_and_usable(tmp_path):
     answer = nst_bridge.estimate({}, 800, 600,
                                  config_dir=replay_core(tmp_path, repr(line(**GOOD_ESTIMATE))))
-    assert answer == {k: v for k, v in GOOD_ESTIMATE.items() if k != "type"}
+    assert answer == dict({k: v for k, v in GOOD_ESTIMATE.items() if k != "type"}, busy=None)
     assert 0 < nst_bridge.estimated_seconds(answer, "draft", 300) < 3.5  # a 0.0 s row: no crash
 
 
@@ -1026,6 +1026,69 @@ def test_estimate_interpolation_and_durations():
     assert nst_bridge.format_duration(42) == "about 40 s"
     assert nst_bridge.format_duration(250) == "about 4 min"
     assert nst_bridge.format_duration(4800) == "about 1 h 20 min"
+
+
+# A 6000x4000 layer on a slow machine: 20 min at its own size, time growing with the pixels.
+SLOW = {"device": "cpu (AMD EPYC, 2 threads), bfloat16", "auto_seconds": 600.0,
+        "auto_size": {"standard": 4240}, "busy": None,
+        "table": {"standard": [[s, round(1200.0 * (s / 6000.0) ** 2, 1)]
+                               for s in (256, 512, 1024, 2048, 2896, 4096, 5792, 6000)]}}
+
+
+def test_automatic_paints_the_layer_itself_unless_that_takes_longer_than_the_limit():
+    """10 minutes by default: a 6000x4000 layer that takes 20 min here is painted at about
+    4240 px (well above 3000) and the line says by how much it is enlarged; with a limit of
+    half an hour it is painted at its own size, and says nothing of enlarging."""
+    text = nst_bridge.estimate_text(SLOW, {"size_mode": "auto"}, 6000, 4000)
+    assert text.startswith("Layer 6000x4000 px, painted at 4240 px (the largest size that "
+                           "takes at most 10 min here), enlarged 1.4x: softer at 100 %; about "
+                           "10 min on cpu"), text
+    assert nst_bridge.AUTO_MINUTES == 10
+    own = nst_bridge.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 30}, 6000, 4000)
+    assert "painted at 6000 px (the layer's own size): about 20 min on cpu" in own
+    assert "enlarged" not in own
+
+
+def test_a_changed_limit_is_answered_from_the_table_as_the_core_would():
+    """The dialog asks the core once; a limit changed after that is read from its table."""
+    for minutes, low, high in ((10, 4096, 4300), (5, 2896, 3100), (2.5, 2048, 2200)):
+        size = nst_bridge.auto_size(SLOW, "standard", 6000, minutes * 60.0)
+        assert low <= size <= high and size % 16 == 0, (minutes, size)
+        seconds = nst_bridge.estimated_seconds(SLOW, "standard", size)
+        assert seconds <= minutes * 60 < nst_bridge.estimated_seconds(SLOW, "standard", size + 16)
+    text = nst_bridge.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 5}, 6000, 4000)
+    assert "takes at most 5 min here), enlarged 2.0x: softer at 100 %" in text
+
+
+def test_every_size_smaller_than_the_layer_says_it_is_enlarged_and_a_busy_machine_is_named():
+    custom = nst_bridge.estimate_text(SLOW, {"size_mode": "custom", "size": 1024}, 6000, 4000)
+    assert "painted at 1024 px (custom), enlarged 5.9x: softer at 100 %" in custom
+    assert "enlarged" not in nst_bridge.estimate_text(SLOW, {"size_mode": "layer"}, 6000, 4000)
+    busy = dict(SLOW, busy="the computer is busy (load 150% of its 2 cores)")
+    text = nst_bridge.estimate_text(busy, {"size_mode": "layer"}, 6000, 4000)
+    assert text.endswith("It may take longer: the computer is busy (load 150% of its 2 cores).")
+    assert nst_bridge.estimate_text("no core", {}, 60, 40) == (
+        "Layer 60x40 px. No time estimate: no core")
+
+
+def test_the_time_limit_is_sent_in_seconds_and_checked(tmp_path, monkeypatch):
+    sent = []
+
+    def exchange(command, parts, *args, **kwargs):
+        sent.append(json.loads(parts[0]))
+        return dict(SLOW, type="estimate") if sent[-1]["type"] == "estimate" else None
+
+    monkeypatch.setattr(nst_bridge, "_exchange", exchange)
+    folder = core_config(tmp_path, CORE)
+    nst_bridge.estimate({"auto_minutes": 30}, 6000, 4000, config_dir=folder)
+    nst_bridge.run({"size_mode": "auto", "auto_minutes": 2.5}, content(), [style_file(tmp_path)],
+                   config_dir=folder)
+    nst_bridge.run({"size_mode": "layer"}, content(), [style_file(tmp_path)], config_dir=folder)
+    assert [m.get("auto_seconds") for m in sent] == [1800.0, 150.0, None]
+    assert all("auto_minutes" not in m["options"] for m in sent)  # not a core option
+    with pytest.raises(nst_bridge.BridgeError, match="time limit for Automatic must be 0.5 to"):
+        nst_bridge.run({"size_mode": "auto", "auto_minutes": 0}, content(),
+                       [style_file(tmp_path)], config_dir=folder)
 
 
 def test_a_core_that_cannot_estimate_is_one_bridge_error(tmp_path):

@@ -22,7 +22,7 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 PROC = "python-fu-neural-style"
 PARAM_NAMES = ["image", "drawable", "style-file", "style-file-2", "style-weights", "preset",
                "size-mode", "size", "style-scale", "strength", "colors", "model", "style-loss",
-               "device", "seed", "max-memory"]
+               "device", "seed", "max-memory", "auto-minutes"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def run(fu, image, layer, style, **values):
     """Run the procedure the way a script or "Repeat" does (RUN_NONINTERACTIVE)."""
     args = dict(style_file=style, style_file_2="", style_weights="", preset=0, size_mode=2,
                 size=48, style_scale=1.0, strength=1.0, colors=0, model=0, style_loss=0,
-                device=1, seed=0, max_memory=0.0)
+                device=1, seed=0, max_memory=0.0, auto_minutes=10.0)
     # draft, custom 48 px, CPU: about a second with the real core
     args.update(values)
     return fu.run_noninteractive(PROC, image, layer,
@@ -240,7 +240,7 @@ def test_rgb_layer_becomes_a_new_layer_above_it(fu, stand_in, style_png):
     assert call["options"] == dict(preset="standard", size_mode="custom", size=300,
                                    style_scale=1.5, strength=2.5, colors="histogram",
                                    model="vgg16", style_loss="w2", device="auto", seed=7,
-                                   max_memory=3.0, style_weights="")
+                                   max_memory=3.0, style_weights="", auto_minutes=10.0)
     assert call["style_paths"] == [style_png]
     assert call["mask"] is None
     content = call["content"]
@@ -286,7 +286,7 @@ def test_interactive_values_are_converted(fu, stand_in, style_png):
     assert call["options"] == dict(preset="standard", size_mode="auto", size=96, strength=1.0,
                                    style_scale=1.0, colors="luminance", model="vgg19",
                                    style_loss="gram", device="auto", seed=0, max_memory=0.0,
-                                   style_weights="")
+                                   style_weights="", auto_minutes=10.0)
     assert isinstance(call["options"]["size"], int)
     assert len(image.layers) == 2
 
@@ -499,6 +499,7 @@ def test_channel_is_refused(fu, stand_in, style_png):
     (dict(model=-1), "Unknown model"),
     (dict(style_loss=2), "Unknown style loss"),
     (dict(style_scale=9.0), "Style scale must be 0.1 to 8"),
+    (dict(auto_minutes=0.0), "Time limit for Automatic must be 0.5 to 1440"),
     (dict(style_weights="1, 1"), "2 weight(s) for 1 style(s)"),
     (dict(style_weights="0"), "all zero"),
     (dict(style_weights="a lot"), "not all numbers"),

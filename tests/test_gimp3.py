@@ -123,7 +123,7 @@ def test_registered_as_documented(gimp_run):
     assert [a[0] for a in r["arguments"]] == [
         "run-mode", "image", "drawables", "style-file", "style-file-2", "style-file-3",
         "style-layer", "style-weights", "preset", "size-mode", "size", "style-scale", "strength",
-        "colors", "model", "style-loss", "device", "seed", "max-memory"]
+        "colors", "model", "style-loss", "device", "seed", "max-memory", "auto-minutes"]
     assert r["menu_paths"] == ["<Image>/Filters/Artistic"]
     assert r["menu_label"] == "Neural Style Transfer..."
     assert r["image_types"] == "RGB*, GRAY*"

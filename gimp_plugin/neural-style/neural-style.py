@@ -12,7 +12,8 @@
 # style-file-2, style-file-3 (files), style-layer (a drawable of any open image), style-weights
 # (text, one per style, e.g. "2, 1"), preset, size-mode (auto, layer, custom), size (int, for
 # custom), style-scale, strength, colors (style, luminance, histogram), model (vgg19, vgg16),
-# style-loss (gram, w2), device, seed, max-memory (GB, 0 = automatic).
+# style-loss (gram, w2), device, seed, max-memory (GB, 0 = automatic), auto-minutes (the time
+# limit for size-mode auto).
 #
 # MIT license, see the project's README.
 
@@ -198,33 +199,17 @@ def _settings(config, thumbnail=None):
         styles.append(_style_pixels(style_layer, thumbnail))
         names.append(styles[-1]["name"])
     options = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
-                   if o.core or o.name == "style_weights")
+                   if o.kind not in ("file", "drawable"))  # the styles are read above
     if styles:
         nst_bridge.style_blend(options["style_weights"], len(styles))
     return options, styles, names
 
 
 def _estimate_text(answer, config, width, height):
-    """What the run will cost here, for the dialog: the size it computes at and the time."""
-    if isinstance(answer, str):
-        return f"Layer {width}x{height} px. No time estimate: {answer}"
-    preset, mode = config.get_property("preset"), config.get_property("size-mode")
-    long_side = max(width, height)
-    if mode == "auto":
-        size = min(answer["auto_size"].get(preset, long_side), long_side)
-        limit = nst_bridge.format_duration(answer["auto_seconds"]).replace("about ", "")
-        why = ("the layer's own size" if size >= long_side else
-               f"the largest size that takes at most {limit} here")
-    elif mode == "layer":
-        size, why = long_side, "the layer's own size"
-    else:
-        size = config.get_property("size") or long_side
-        why = "enlarged: slower, no finer" if size > long_side else "custom"
-    seconds = nst_bridge.estimated_seconds(answer, preset, size)
-    device = answer.get("device", "this machine")
-    took = (f"{nst_bridge.format_duration(seconds)} on {device}" if seconds is not None
-            else "does not fit in memory here: choose a smaller size")
-    return f"Layer {width}x{height} px, painted at {size} px ({why}): {took}."
+    """What the run will cost here, for the dialog (the wording is nst_bridge's, one place)."""
+    values = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
+                  if o.name in ("preset", "size_mode", "size", "auto_minutes"))
+    return nst_bridge.estimate_text(answer, values, width, height)
 
 
 def _dialog_fields():
@@ -236,11 +221,12 @@ def _dialog_fields():
 
 
 class _Preview:
-    """The dialog's live preview: a quick draft of the current settings on a thumbnail of the
-    layer, painted by the core in a thread while the user works. Every change of the settings
-    (after a short pause, so a dragged slider starts one run) starts a new one and cancels the
-    running one, as closing the dialog does. The thread never touches GTK: it hands each
-    picture the core streams to GTK's own thread with GLib.idle_add."""
+    """The dialog's live preview: what the run paints first (its scales up to the preview's
+    size, the same settings) on a thumbnail of the layer, painted by the core in a thread while
+    the user works; the first picture is the smallest scale's, in seconds. Every change of the
+    settings (after a short pause, so a dragged slider starts one run) starts a new one and
+    cancels the running one, as closing the dialog does. The thread never touches GTK: it hands
+    each picture the core streams to GTK's own thread with GLib.idle_add."""
 
     PAUSE_MS = 700
 
@@ -262,7 +248,7 @@ class _Preview:
         box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
         for widget in (self.image, self.status, self.live):
             box.pack_start(widget, False, False, 0)
-        self.widget = Gtk.Frame(label="Preview (quick draft)")
+        self.widget = Gtk.Frame(label="Preview (the run's first scales)")
         self.widget.add(box)
         config.connect("notify", self.changed)
         self.changed()
@@ -293,7 +279,7 @@ class _Preview:
         if not styles:
             self.status.set_text("Choose a style image to see a preview.")
             return False
-        self.status.set_text("Painting a quick draft...")
+        self.status.set_text("Painting the preview...")
         threading.Thread(target=self.paint, args=(self.generation, options, content, styles),
                          daemon=True).start()
         return False  # a one-shot timer
@@ -306,12 +292,13 @@ class _Preview:
             GLib.idle_add(self.show, generation, width, height, data)
 
         def on_progress(fraction, text):
-            GLib.idle_add(self.say, generation, f"Painting a quick draft: {fraction:.0%}")
+            GLib.idle_add(self.say, generation, f"Painting the preview: {fraction:.0%}")
 
         try:
             nst_bridge.preview(options, content, styles, on_image, should_cancel=stale,
                                on_progress=on_progress, size=self.size)
-            GLib.idle_add(self.say, generation, "Quick draft: the run paints it in full.")
+            GLib.idle_add(self.say, generation, "Preview: the run goes on from here to the "
+                          "full size.")
         except nst_bridge.BridgeError as e:
             if e.kind != "cancelled":
                 GLib.idle_add(self.say, generation, e.message)
@@ -335,12 +322,14 @@ def _show_dialog(procedure, config, layers):
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config,
                                     title="Neural Style Transfer")
     dialog.get_spin_scale("strength", 1.0)
-    # The time estimate: one question to the core (it measures this machine once, then caches),
+    # The time estimate: one question to the core (its record of the runs here; a first-time probe),
     # then every change of the settings is answered here, on GTK's own thread.
     width, height = max(((lay.get_width(), lay.get_height()) for lay in layers),
                         key=lambda size: size[0] * size[1])
     try:
-        answer = nst_bridge.estimate(dict(device=config.get_property("device")), width, height)
+        answer = nst_bridge.estimate(dict(device=config.get_property("device"),
+                                          auto_minutes=config.get_property("auto-minutes")),
+                                     width, height)
     except nst_bridge.BridgeError as e:
         answer = e.message
     label = dialog.get_label("estimate", _estimate_text(answer, config, width, height),
