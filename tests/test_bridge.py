@@ -1265,9 +1265,10 @@ def test_a_preview_picture_that_is_not_rgb_u8_of_the_size_is_one_error(tmp_path,
 def test_a_preview_from_the_real_core_and_a_cancel_of_the_next(tmp_path):
     config = core_config(tmp_path, CORE)
     seen = []
-    result = nst_bridge.preview({"preset": "standard", "seed": 3}, content(96, 64),
-                                [style_file(tmp_path)], lambda w, h, d: seen.append((w, h)),
-                                size=64, config_dir=config)
+    # min_size 32: three scales (32, 45 and 64 px) as a 256 px preview has (128, 181, 256).
+    result = nst_bridge.preview({"preset": "standard", "seed": 3, "min_size": 32},
+                                content(96, 64), [style_file(tmp_path)],
+                                lambda w, h, d: seen.append((w, h)), size=64, config_dir=config)
     assert (result["width"], result["height"]) == (64, 43)
     assert len(result["data"]) == 64 * 43 * 3
     assert len(seen) >= 2 and seen[-1] == (64, 43)
