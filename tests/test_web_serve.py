@@ -126,3 +126,67 @@ def test_missing_web_extra_says_what_to_install():
                        timeout=60)
     assert r.returncode == 2
     assert "pip install neural-style-gimp[web]" in r.stderr
+
+
+def bomb_png(width: int, height: int, pixels: bool = True) -> bytes:
+    """A black RGB PNG declaring width x height: zero rows compress ~1000:1, so 100 MP is a
+    300 KB file. pixels=False: the header alone (nothing decodes; the size must refuse it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * width)
+    rows = b"".join(z.compress(row) for _ in range(height if pixels else 1)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2,
+                                                                0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+def post_form(url: str, parts: list) -> tuple[int, dict]:
+    """parts: (name, file name or None, bytes)."""
+    boundary = "nst-test-boundary"
+    body = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename
+                                                     else "")
+        body += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data
+                 + b"\r\n")
+    body += f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's VmHWM")
+def test_decompression_bombs_at_once_stay_under_the_stated_memory():
+    """README: whatever arrives at once, checking uploads keeps `nst serve` under 1.5 GB. Six
+    bombs at once: 100 MP contents kept at their own size (decoded in full, then refused for a
+    broken second style, so no job runs) and 361 MP styles (refused from the header)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    content, huge = bomb_png(10_000, 10_000), bomb_png(19_000, 19_000, pixels=False)
+    proc = start()
+    try:
+        url = f"http://127.0.0.1:{port_of(first_lines(proc, 'Ctrl+C'))}/api/jobs"
+        keep = ("options", None, b'{"size": null}')
+        forms = [[("content", "bomb.png", content), ("style", "s.png", huge), keep],
+                 [("content", "bomb.png", content), ("style", "s.png", b"not a picture"), keep]]
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda i: post_form(url, forms[i % 2]), range(6)))
+        for (code, body), form in zip(answers, [0, 1] * 3):
+            assert code == (413 if form == 0 else 400), body
+            assert body["error"]["field"] == "style"
+        assert "style image s.png declares 19000x19000" in answers[0][1]["error"]["message"]
+        with open(f"/proc/{proc.pid}/status") as f:
+            peak_kb = int(f.read().split("VmHWM:")[1].split()[0])
+        assert peak_kb < 1.5 * 1024 * 1024, f"peak {peak_kb / 1024:.0f} MB"
+    finally:
+        assert stop(proc) == 0

@@ -14,7 +14,9 @@ from ..options import INITS, Options, option_fields
 from . import builtin
 from .pictures import Samples, decode_content
 
-MAX_CONTENT_PIXELS = 100_000_000  # a 10000x10000 picture; a tiny PNG can declare far more
+# A 10000x10000 picture; a tiny PNG can declare far more. Styles too: a PNG is decoded in full
+# before it is reduced to what the run needs, so this bounds each upload's decoding (400 MB).
+MAX_PIXELS = 100_000_000
 LIVE_SIZES = protocol.PREVIEW_SIZES  # the live picture's long side (0: none)
 STATUS = {"too_large": 413}
 
@@ -117,20 +119,21 @@ def check_submission(content: tuple[str, bytes] | None, styles: list, builtins: 
                        "bad_option", field="style_blend")
     name, data = content
     try:
-        _check_declared(data, name)
+        _check_declared(data, "content image", name)
         samples = decode_content(data, name, options.size)
     except NSTError as e:
         raise Rejected.from_error(e, "content") from None
     side = options.style_side(max(samples.width, samples.height))
     for style_name, style_data in style_files:
         try:
+            _check_declared(style_data, "style image", style_name)
             images.load_image(style_data, what="style image", name=style_name, max_side=side)
         except NSTError as e:
             raise Rejected.from_error(e, "style") from None
     return Submission(values, samples, name, style_files, live)
 
 
-def _check_declared(data: bytes, name: str) -> None:
+def _check_declared(data: bytes, what: str, name: str) -> None:
     """The declared size from the header alone, before anything is decoded."""
     from PIL import Image, UnidentifiedImageError
 
@@ -140,6 +143,6 @@ def _check_declared(data: bytes, name: str) -> None:
         w, h = Image.open(io.BytesIO(data)).size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return  # load_image says what is wrong with it
-    if w * h > MAX_CONTENT_PIXELS:
-        raise TooLargeError(f"content image {name} declares {w}x{h} pixels, over the "
-                            f"{MAX_CONTENT_PIXELS // 1_000_000} MP the web page takes")
+    if w * h > MAX_PIXELS:
+        raise TooLargeError(f"{what} {name} declares {w}x{h} pixels, over the "
+                            f"{MAX_PIXELS // 1_000_000} MP the web page takes")
