@@ -35,6 +35,13 @@ MAX_SIZE = 16384  # px, the long side of an output or a scale
 MAX_SEED = 2**63 - 1  # torch's generator takes 64 bits
 MAX_ITERATIONS = 1_000_000
 MAX_LIST = 64  # layers, layer weights and style weights: more is a mistake, not a setting
+# Loss weights: the presets use 1e-3 to 100. Past these the loss (weights times strength times
+# layer weight) can overflow float32 and the run paints nothing, so they are refused up front.
+MAX_WEIGHT = 1e9
+MAX_STRENGTH = 1e4
+MAX_RELATIVE = 1e6  # layer weights and blend weights: relative to each other
+MAX_LEARNING_RATE = 1e4  # Adam's step in 0..255 pixel units: far past any useful one
+MAX_MEMORY_GB = 1e6  # a petabyte: finite, so GB -> bytes cannot overflow
 
 
 @dataclass(frozen=True)
@@ -96,19 +103,19 @@ class Options:
         metavar="PX|keep", minimum=16, maximum=MAX_SIZE)
     preset: str = _opt(DEFAULT_PRESET, "quality preset", choices=tuple(PRESETS))
     content_weight: float | None = _opt(None, "weight of the content loss", metavar="W",
-                                        minimum=0.0)
+                                        minimum=0.0, maximum=MAX_WEIGHT)
     style_weight: float | None = _opt(None, "weight of each style layer's loss", metavar="W",
-                                      minimum=0.0)
+                                      minimum=0.0, maximum=MAX_WEIGHT)
     tv_weight: float | None = _opt(None, "weight of the total-variation (smoothness) loss",
-                                   metavar="W", minimum=0.0)
+                                   metavar="W", minimum=0.0, maximum=MAX_WEIGHT)
     strength: float = _opt(1.0, "style strength: multiplies the style weight", metavar="X",
-                           minimum=0.0)
+                           minimum=0.0, maximum=MAX_STRENGTH)
     iterations: int | None = _opt(
         None, "total iterations over all scales (split between scales as the preset does)",
         metavar="N", minimum=1, maximum=MAX_ITERATIONS)
     optimizer: str | None = _opt(None, "optimiser", choices=OPTIMIZERS)
     learning_rate: float = _opt(5.0, "Adam's step size, in 0..255 pixel units", metavar="LR",
-                                minimum=0.0, exclusive=True)
+                                minimum=0.0, exclusive=True, maximum=MAX_LEARNING_RATE)
     init: str | None = _opt(
         None, 'starting image: "content", "noise", "style" or an image file', metavar="INIT")
     seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N",
@@ -133,10 +140,10 @@ class Options:
         ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "style layers", metavar="LAYER")
     style_layer_weights: tuple[float, ...] | None = _opt(
         None, "relative weight of each style layer (default: 1 each)", metavar="W",
-        minimum=0.0)
+        minimum=0.0, maximum=MAX_RELATIVE)
     style_blend: tuple[float, ...] | None = _opt(
         None, "relative weights of several style images (default: equal)", metavar="W",
-        minimum=0.0)
+        minimum=0.0, maximum=MAX_RELATIVE)
     min_size: int | None = _opt(
         None, "long side of the coarsest scale (0: a single scale at the output size)",
         metavar="PX", minimum=0, maximum=MAX_SIZE)
@@ -149,7 +156,8 @@ class Options:
     max_memory: float | None = _opt(
         None, "the most memory the run may use on its device, in GB, the process included "
         "(default: 80 percent of what is free at the start); past it the image is painted in "
-        "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB)
+        "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB,
+        maximum=MAX_MEMORY_GB)
     detail: str = _opt(
         "texture", "what the scales above the preset's detail size optimise: texture (only the "
         "shallow style layers, several times faster; the coarser scales settle the composition) "

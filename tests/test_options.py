@@ -120,3 +120,42 @@ def test_every_style_loss_has_a_cost_in_the_time_estimate():
     from nst_core.options import STYLE_LOSSES
 
     assert set(estimate.STYLE_LOSS_COST) == set(STYLE_LOSSES)
+
+
+def test_every_numeric_option_has_a_finite_maximum_and_extremes_are_one_option_error():
+    """1e308, -1e308, inf and nan for every numeric option: one OptionError naming it (no
+    OverflowError later, no run with a loss that cannot be finite)."""
+    import dataclasses
+    import math
+
+    from nst_core.errors import OptionError
+    from nst_core.options import Options
+
+    numeric = [f for f in dataclasses.fields(Options)
+               if any(t in f.type for t in ("int", "float"))]
+    assert len(numeric) >= 14
+    for f in numeric:
+        assert math.isfinite(f.metadata["maximum"]), f.name
+        for value in (1e308, -1e308, math.inf, math.nan):
+            given = (value,) * 5 if f.type.startswith("tuple") else value
+            with pytest.raises(OptionError) as e:
+                Options(**{f.name: given})
+            assert e.value.message.startswith(f.name), (f.name, value, e.value.message)
+
+
+@pytest.mark.parametrize("flag", ["--strength 1e30", "--style-weight 1e300", "--tv-weight 1e308",
+                                  "--max-memory 1e308", "--seed 1e308", "--size inf",
+                                  "--style-blend nan"])
+def test_cli_extremes_are_exit_2_and_one_line(flag, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.worker_client import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "nst_core", "stylize", "a.png", "b.png", "-o",
+                        str(tmp_path / "o.png"), *flag.split()], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines()  # argparse's usage lines aside
+              if line.strip() and not line.startswith((" ", "usage:"))]
+    assert len(errors) == 1, r.stderr
