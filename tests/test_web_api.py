@@ -380,3 +380,18 @@ def test_a_full_queue_refuses_new_jobs_and_keeps_no_uploads(tmp_path, monkeypatc
 def test_any_local_address_is_served_under_its_own_name():
     with TestClient(create_app(host="127.0.0.2"), base_url="http://127.0.0.2") as c:
         assert c.get("/api/options").status_code == 200
+
+
+def test_a_cut_off_form_is_refused_and_header_case_is_ignored():
+    token = "t" * 24
+    body = (b'--b\r\nContent-Disposition: form-data; name="options"\r\n\r\n{"size": 32}\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="live"\r\n\r\n0')  # no closing --b--
+    with TestClient(create_app(host="0.0.0.0", token=token), base_url="http://10.1.2.3") as c:
+        auth = {"Authorization": f"bearer {token}"}  # the scheme's case does not matter
+        r = c.post("/api/jobs", content=body,
+                   headers={**auth, "Content-Type": "MULTIPART/FORM-DATA; boundary=b"})
+        assert r.status_code == 400 and "cut off" in error_of(r)["message"]
+        whole = body + b"\r\n--b--\r\n"  # complete, upper case: read (and refused for no content)
+        r = c.post("/api/jobs", content=whole,
+                   headers={**auth, "Content-Type": "MULTIPART/FORM-DATA; boundary=b"})
+        assert r.status_code == 400 and error_of(r)["field"] == "content"

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -119,7 +120,8 @@ def create_app(host: str = "127.0.0.1", token: str | None = None,
         if token is None:
             return 200
         header = request.headers.get("authorization", "")
-        given = header[len("Bearer "):] if header.startswith("Bearer ") else None
+        scheme, _, given = header.partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else None  # schemes ignore case
         given = given or request.cookies.get(auth.COOKIE)
         if given is None:
             return 401
@@ -295,9 +297,14 @@ def _same_origin(request: Request) -> bool:
 async def _read_form(request: Request, limit: int):
     """The multipart form, parsed in memory: nothing uploaded goes to a temporary file (Starlette
     would spool parts over 1 MB to the system's temporary folder)."""
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    kind = request.headers.get("content-type", "")
+    if not kind.lower().startswith("multipart/form-data"):  # media types ignore case
         raise Rejected("send a job as multipart/form-data (content, style, options, live)")
     body = await _read_limited(request, limit)
+    boundary = re.search(r'boundary="?([^";]+)', kind, re.IGNORECASE)
+    # A body cut short would parse without its last field (a 32 px draft run at the defaults).
+    if boundary and f"--{boundary.group(1)}--".encode() not in body:
+        raise Rejected("the form is cut off: it has no closing boundary")
 
     class InMemory(MultiPartParser):
         spool_max_size = limit + 1
