@@ -167,7 +167,12 @@ def convert(h5_path: Path, out_path: Path, model: str = "vgg19",
     s = SOURCES[model]
     h5_path, out_path = Path(h5_path), Path(out_path)
     if not h5_path.is_file():
-        raise WeightsError(f"weights file {h5_path} does not exist. {how_to_get(model)}")
+        raise WeightsError(f"weights file {h5_path} {_not_a_file(h5_path)}. {how_to_get(model)}")
+    size = h5_path.stat().st_size
+    if expected_sha256 is None and size not in {o.h5_bytes for o in SOURCES.values()}:
+        # the size alone rules it out: no need to hash a 2 GB file to say so
+        raise WeightsError(f"{h5_path} is not the {s.title} weights file ({size:,} bytes, not "
+                           f"{s.h5_bytes:,}). {_identify('', size, s)} {how_to_get(model)}")
     actual, expected = sha256_of(h5_path), expected_sha256 or s.h5_sha256
     if actual != expected:
         raise WeightsError(
@@ -193,6 +198,17 @@ def convert(h5_path: Path, out_path: Path, model: str = "vgg19",
     # This file has just been checked: the first run need not hash it again.
     _write_cache(_cache_path(out_path), [*_stamp(out_path.stat()), digest])
     return out_path
+
+
+def _not_a_file(path: Path) -> str:
+    """What a path that is no regular file is, in words."""
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.is_fifo():
+        return "is a pipe (FIFO), not a file"
+    if path.is_char_device() or path.is_block_device():
+        return "is a device, not a file"
+    return "does not exist" if not path.exists() else "is not a regular file"
 
 
 def _identify(sha256: str, size: int, wanted: Source) -> str:
@@ -378,7 +394,10 @@ def _load(path: Path, model: str, trust_cache: bool) -> tuple[dict, dict]:
 def _metadata(data: bytes) -> dict:
     """The `__metadata__` of a safetensors file's JSON header (8-byte little-endian length)."""
     length = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + length]).get("__metadata__") or {}
+    try:
+        return json.loads(data[8:8 + length]).get("__metadata__") or {}
+    except RecursionError:  # a header of deeply nested brackets: damaged, like any bad JSON
+        raise ValueError("its header is nested too deeply") from None
 
 
 def _check_layout(tensors: dict, path: Path, model: str) -> None:
@@ -422,7 +441,7 @@ def _cache_path(path: Path) -> Path:
 def _read_cache(cache: Path) -> list | None:
     try:
         return json.loads(cache.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # garbage: hash again
         return None
 
 

@@ -46,8 +46,8 @@ def test_conversion_transposes_hwio_to_oihw_without_pickle(tmp_path):
 def test_a_file_with_the_wrong_hash_is_rejected_and_nothing_is_stored(tmp_path):
     h5 = write_keras_like_h5(tmp_path / "w.h5")
     out = tmp_path / "store" / "w.safetensors"
-    with pytest.raises(WeightsError, match="sha256 is .* expected bde7da0d"):
-        weights.convert(h5, out)
+    with pytest.raises(WeightsError, match="not the VGG19 weights file .*bytes, not 80,134,624"):
+        weights.convert(h5, out)  # its size rules it out: no hash needed
     assert not out.exists()
 
 
@@ -218,3 +218,32 @@ def test_conversion_remembers_its_check(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == \
         ["w.h5", "w.safetensors", "w.safetensors.verified"]  # no temporary file left
     assert out.stat().st_size > 0
+
+
+def test_fetch_from_what_is_not_a_file_says_what_it_is(tmp_path, monkeypatch):
+    import os
+
+    from nst_core import weights
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.h5"
+    with open(big, "wb") as f:
+        f.truncate(2 << 30)  # 2 GB, sparse: its size rules it out before any hashing
+    monkeypatch.setattr(weights, "sha256_of", lambda p: pytest.fail("hashed"))
+    for path, words in ((tmp_path, "is a folder"), ("/dev/null", "is a device"),
+                        (fifo, "is a pipe"), (big, "2,147,483,648 bytes")):
+        with pytest.raises(weights.WeightsError) as e:
+            weights.convert(path, tmp_path / "out.safetensors")
+        assert words in e.value.message and "does not exist" not in e.value.message
+
+
+def test_nested_json_in_the_cache_or_header_is_not_a_crash(tmp_path):
+    from nst_core import weights
+
+    cache = tmp_path / "w.verified"
+    cache.write_text("[" * 100_000)
+    assert weights._read_cache(cache) is None
+    header = b"[" * 100_000
+    with pytest.raises(ValueError):
+        weights._metadata(len(header).to_bytes(8, "little") + header)
