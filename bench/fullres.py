@@ -110,19 +110,8 @@ def run_size(mp: float, detail: str = "texture", score: bool = True) -> dict:
     options = Options(size=None, max_memory=MEMORY_GB, detail=detail)
     guess = estimate.seconds(options, w, h, [style.size])
     out = OUT / f"starry-{w}x{h}{'' if detail == 'texture' else '-' + detail}.png"
-    cmd = [sys.executable, "-m", "nst_core", "-v", "stylize", str(content), str(STYLE), "-o",
-           str(out), "--size", "keep", "--max-memory", str(MEMORY_GB), "--detail", detail, "-q"]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        log = err.read()
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{log[-3000:]}")
-    peak = usage.ru_maxrss * 1024  # KiB on Linux
+    wall, peak, log = child(["stylize", str(content), str(STYLE), "-o", str(out), "--size",
+                             "keep", "--max-memory", str(MEMORY_GB), "--detail", detail, "-q"])
     plans = re.search(r"scales (.*)", log).group(1)
     blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
     objective = None
@@ -132,6 +121,45 @@ def run_size(mp: float, detail: str = "texture", score: bool = True) -> dict:
     return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
                 detail=detail, objective=objective,
                 blocks=", ".join(f"{s} (blocks of {c})" for s, c in blocks) or "none")
+
+
+def child(args: list) -> tuple[float, int, str]:
+    """Run `nst` with args: (wall seconds, this child's peak resident bytes, its log)."""
+    cmd = [sys.executable, "-m", "nst_core", "-v", *args]
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not all children's
+        err.seek(0)
+        log = err.read()
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{log[-3000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss * 1024, log
+
+
+def budget_pair(budgets=(16.0, 1.2)) -> None:
+    """A tight budget costs time, never quality: 1536x1024 content at 1024 px, draft, fp32,
+    in each budget: time, peak against the budget, the full objective, and the mean difference
+    of each result from the first."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    content = OUT / "tubingen-1536x1024.png"
+    Image.open(CONTENT).convert("RGB").resize((1536, 1024), Image.BICUBIC).save(content)
+    load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
+    print("\n| --max-memory | wall time | peak (whole process) | peak / budget | full objective "
+          "| mean difference from the first |\n|---|---|---|---|---|---|")
+    first = None
+    for gb in budgets:
+        out = OUT / f"budget-{gb:g}.png"
+        wall, peak, _ = child(["stylize", str(content), str(STYLE), "-o", str(out), "--size",
+                               "1024", "--preset", "draft", "--precision", "fp32",
+                               "--max-memory", str(gb), "-q"])
+        result = load(out)
+        score = full_objective(result, load(content), [load(STYLE)],
+                               Options(size=1024, preset="draft", precision="fp32"))["total"]
+        first = result if first is None else first
+        diff = float(np.abs(result - first).mean() * 255)
+        print(f"| {gb:g} GB | {wall:.0f} s | {peak / 2**30:.2f} GB | {peak / (gb * 2**30):.2f} | "
+              f"{score:.4g} | {diff:.1f}/255 |", flush=True)
 
 
 def crop_figure(box=(2700, 1500, 3500, 2100)) -> Path:
@@ -162,6 +190,8 @@ def main() -> None:
     parser.add_argument("--ratio-only", action="store_true")
     parser.add_argument("--crop", action="store_true")
     parser.add_argument("--skip-ratio", action="store_true")
+    parser.add_argument("--budget-pair", action="store_true",
+                        help="only the 16 GB against 1.2 GB pair (a tight budget's cost)")
     parser.add_argument("--detail", nargs="+", default=["texture", "full"],
                         help="schedules to run: texture (the default) and full (the old one)")
     parser.add_argument("--no-score", action="store_true",
@@ -169,6 +199,10 @@ def main() -> None:
     args = parser.parse_args()
     if not CONTENT.exists():
         sys.exit(f"bench needs the test images in {SHARED}")
+    if args.budget_pair:
+        print(f"machine: {machine()}")
+        budget_pair()
+        return
     if args.crop:
         print(f"wrote {crop_figure()}")
         return

@@ -5,8 +5,11 @@ each variant in this process (one after the other, so all see the same machine),
 with bench/objective.py (every layer at the output's size). Prints a Markdown table; results go
 to bench/out/schedule-*.png.
 
-    python bench/schedule.py --mp 1 --variants full texture
-    python bench/schedule.py --mp 1 --variant name:detail=texture,detail_size=612
+    python bench/schedule.py --mp 4                    # today's schedule against the earlier one
+    python bench/schedule.py --mp 1 --variants old "lb6:detail_iterations=6;detail_size=100"
+
+A variant is "name:key=value;..." (Options fields, or Preset fields, which make a preset of
+their own); "old" alone is the earlier schedule (Adam at the detail scales), "new" the default.
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ def size_of(mp: float) -> tuple[int, int]:
 def variant(spec: str) -> tuple[str, Options]:
     """"name:key=value,..." -> Options; preset fields make a preset of their own."""
     name, _, rest = spec.partition(":")
-    if not rest and name in ("full", "texture"):
-        rest = f"detail={name}"
+    if not rest:
+        rest = {"old": "detail_optimizer='adam'", "new": ""}[name]
     preset, opts = {}, {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, rest.split(";")):
         key, value = item.split("=")
         try:
             value = eval(value, {})  # numbers and tuples
@@ -79,7 +82,8 @@ def run(content: np.ndarray, style: np.ndarray, options: Options) -> tuple[np.nd
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mp", type=float, default=1.0)
-    p.add_argument("--variants", nargs="+", default=["full", "texture"])
+    p.add_argument("--variants", nargs="+", default=["old", "new"])
+    p.add_argument("--max-memory", type=float, default=6.0, help="GB, as bench/fullres.py")
     a = p.parse_args()
     w, h = size_of(a.mp)
     content = images.resize_array(images.to_array(images.load_image(SHARED / "tubingen.jpg")),
@@ -90,6 +94,7 @@ def main() -> None:
     rows = []
     for spec in a.variants:
         name, options = variant(spec)
+        options = options.replace(max_memory=options.max_memory or a.max_memory)
         t0 = time.perf_counter()
         result, per_scale = run(content, style, options)
         seconds = time.perf_counter() - t0

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from . import images
-from .blockwise import LAYER_STRIDE, STRIDE, margin_for
+from .blockwise import STRIDE, margin_for
 from .device import available_memory
 from .errors import ImageError, TooLargeError
-from .weights import conv_layers
 
 GB = 2**30
 LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
@@ -99,11 +98,9 @@ def largest_core(room: int, per_pixel: int, margin: int, width: int, height: int
 
 def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, budget: int,
                fixed: int, optimizer: str, content_layers, margin: int,
-               force_core: int | None = None, strict: bool = False,
-               memory_share: float = 1.0) -> Plan | None:
+               force_core: int | None = None, strict: bool = False) -> Plan | None:
     """How a scale of width x height fits in `budget` bytes (`fixed` of it already taken);
-    None where it cannot. memory_share: the scale's network's activations relative to VGG19 to
-    relu5_1.
+    None where it cannot.
 
     A tight budget costs time, never quality: the optimiser keeps its longest useful history
     and the scale goes into blocks, smaller ones if need be; the history shortens only where
@@ -112,7 +109,7 @@ def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, bud
     not the largest."""
     budget = int(budget * PLAN_SHARE)
     px = width * height
-    act = int(BACKWARD_BYTES[dtype] * memory_share)
+    act = BACKWARD_BYTES[dtype]
     choices = [("adam", 0)]
     if optimizer == "lbfgs":
         top = max(MIN_HISTORY, min(LBFGS_HISTORY, iterations))
@@ -139,9 +136,10 @@ def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, bud
 
 
 # Seconds per pixel of one forward and backward pass over a region of this many pixels,
-# relative to the 512x384 probe's, on the CPU (bench/fullres.py --pass-cost measures it): small
-# regions pay per-call overheads, big ones memory traffic. Linear in log(pixels) between points.
-PASS_COST = ((64 * 64, 1.3), (512 * 384, 1.0), (1024 * 1024, 1.0), (4 << 20, 1.0))
+# relative to the 512x384 probe's (bench/passcost.py, AMD EPYC, 2 threads, bf16): small regions
+# pay per-call overheads, big ones memory traffic. Linear in log(pixels) between points.
+PASS_COST = ((128 * 128, 1.16), (256 * 256, 1.05), (512 * 384, 1.0), (768 * 768, 1.15),
+             (1536 * 1536, 1.2), (2048 * 2048, 1.27), (3008 * 2000, 1.39))
 
 
 def pass_cost(pixels: int) -> float:
@@ -194,39 +192,12 @@ def too_large(width: int, height: int, budget: int, device: torch.device, larges
                          f"({where}), even block by block; {hint}")
 
 
-def network_share(layers, model: str = "vgg19") -> tuple[float, float]:
-    """(compute, memory) per pixel of VGG cut after the deepest of `layers`, relative to VGG19
-    up to relu5_1: multiply-adds of the convolutions (plus each used layer's Gram), and the
-    activations a backward pass keeps (channels per pixel at each layer's stride). relu2_1:
-    about a sixth of the compute and half the memory (the full-size layers dominate memory)."""
-    def totals(wanted, net):
-        depth = max((block, k) for k in wanted for block, k in [(int(k[4]), int(k[6:]))])
-        macs = acts = 0.0
-        for block, k, _, in_ch, out_ch in conv_layers(net):
-            if (block, k) > depth:
-                break
-            area = LAYER_STRIDE[block] ** 2
-            macs += 9 * in_ch * out_ch / area
-            acts += out_ch / area
-        macs += sum(2 * (64 * 2 ** min(int(k[4]) - 1, 3)) ** 2 / LAYER_STRIDE[int(k[4])] ** 2
-                    for k in wanted)  # Gram forward and backward
-        return macs, acts
-
-    macs, acts = totals(layers, model)
-    full_macs, full_acts = totals(("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1",
-                                   "relu5_1"), "vgg19")
-    return macs / full_macs, acts / full_acts
-
-
 @dataclass(frozen=True)
 class Scale:
     size: tuple[int, int]  # (w, h)
     iterations: int
     plan: Plan
-    work: float  # pixel-iterations, times what its network and path cost per pixel
-    style_layers: tuple[str, ...]  # what this scale evaluates (fine scales: the shallow ones)
-    content_layers: tuple[str, ...]
-    margin: int  # its blocks' margin, for the deepest of those layers
+    work: float  # pixel-iterations, times what its path costs per pixel (Plan.cost_factor)
 
     @property
     def path(self) -> str:
@@ -258,17 +229,12 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
     scales = []
     preset = options.preset_values
     strict = options.optimizer is not None  # the user's choice of optimiser is kept
+    margin = margin_for(options.content_layers + options.style_layers)
     for n, ((sw, sh), iterations) in enumerate(sizes):
-        optimizer = options.resolved("optimizer")
-        detail = n > 0 and max(sw, sh) > preset.detail_size
-        if options.optimizer is None and detail:
-            optimizer = preset.detail_optimizer
-        style_layers, content_layers = scale_layers(options, detail)
-        margin = margin_for(style_layers + content_layers)
-        compute, memory = network_share(style_layers + content_layers, options.model)
+        optimizer = options.scale_optimizer(n > 0 and max(sw, sh) > preset.detail_size)
         plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, optimizer,
-                          content_layers, margin, force_core=options.block_size,
-                          strict=strict, memory_share=memory)
+                          options.content_layers, margin, force_core=options.block_size,
+                          strict=strict)
         if plan is None:
             fw, fh = sizes[-1][0]
             largest = largest_fitting(fw, fh, budget, fixed, dtype, options.content_layers,
@@ -277,21 +243,9 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
                                                    style_sizes, dtype, budget, device):
                 largest = int(largest * 0.97) // STRIDE * STRIDE  # name a size that does plan
             raise too_large(fw, fh, budget, device, largest, options.max_memory is not None)
-        work = sw * sh * iterations * plan.cost_factor(sw, sh, margin) * compute
-        scales.append(Scale((sw, sh), iterations, plan, work, style_layers, content_layers,
-                            margin))
-    return max(s.margin for s in scales), scales
-
-
-def scale_layers(options, detail: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(style layers, content layers) a scale evaluates. A detail scale with the "texture"
-    schedule evaluates only the style layers up to the preset's texture_depth and no content
-    layer: it adds the brushwork to a picture whose composition the coarser scales settled."""
-    if not detail or options.detail != "texture":
-        return options.style_layers, options.content_layers
-    depth = options.preset_values.texture_depth
-    shallow = tuple(k for k in options.style_layers if (int(k[4]), int(k[6:])) <= depth)
-    return (shallow, ()) if shallow else (options.style_layers, options.content_layers)
+        work = sw * sh * iterations * plan.cost_factor(sw, sh, margin)
+        scales.append(Scale((sw, sh), iterations, plan, work))
+    return margin, scales
 
 
 def _plans(options, content_size, style_sizes, dtype, budget, device) -> bool:

@@ -32,6 +32,8 @@ BLOW_UP = 1e6  # a step that multiplies the best loss by this much has diverged
 RANGE_WEIGHT = 1.0  # 0.1 and 1 scored alike at 256 px; 1 keeps a margin
 # Ruder et al.'s temporal weight, on our sums in 0..255 units: chosen with bench/flicker.py.
 HOLD_WEIGHT = 1e-2
+MAX_STEP = 64.0  # the most one L-BFGS step may move a pixel, in 0..255 units (_bound_step)
+FIRST_STEP = 8.0  # and the first step of a scale moves the most-moved pixel this far (_bound_step)
 OOM_RETRIES = 2  # out of GPU memory: halve the budget (smaller blocks) this often, then the CPU
 
 
@@ -116,12 +118,11 @@ class _Run:
         self.start = time.perf_counter()
         h, w = content.shape[:2]
         self.budget = int(share * budget.budget_of(options, device))
-        _, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
+        self.margin, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
                                     self.dtype, self.budget, self.device)
         if start is not None:  # the picture is there already: only the final scale refines it
             scales = scales[-1:]
         self.scales = [(s.size, s.iterations) for s in scales]
-        self.layouts = scales  # each scale's layers and margin
         self.plans = [s.plan for s in scales]
         self.work = [s.work for s in scales]
         # Each scale's measured speed goes to the record the estimate learns from; the run's
@@ -176,8 +177,8 @@ class _Run:
                      iterations, "whole image" if plan.core is None else
                      f"in blocks of {plan.core} px", plan.optimizer)
             content = images.resize(content_full, (w, h))
-            objective = self.objective(content, style_full, self.layouts[index - 1])
             x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
+            objective = self.objective(content, style_full, plan)
             del content
             x, stopped = self.optimise(x, objective, index, iterations, plan)
             del objective
@@ -189,13 +190,12 @@ class _Run:
                      else f"{self.expected_s:.1f} s")
         return self.finish(x)
 
-    def objective(self, content: torch.Tensor, styles: list, scale: budget.Scale
-                  ) -> blockwise.Objective:
+    def objective(self, content: torch.Tensor, styles: list, plan) -> blockwise.Objective:
         """This scale's objective: content features and the blended styles' targets (Gram
-        matrices, or W2's Gaussians) at the scale's layers, computed block by block where the
-        plan says so (no autograd: bigger blocks fit). Styles blend by their statistics (for W2
-        the mean and second moment, i.e. the mixture of their feature distributions)."""
-        o, plan, margin = self.o, scale.plan, scale.margin
+        matrices, or W2's Gaussians), computed block by block where the plan says so (no
+        autograd: bigger blocks fit). Styles blend by their statistics (for W2 the mean and
+        second moment, i.e. the mixture of their feature distributions)."""
+        o, margin = self.o, self.margin
         h, w = content.shape[-2:]
         room = self.budget - plan.need + budget.BACKWARD_BYTES[self.dtype] * (
             0 if plan.core is None else (plan.core + 2 * margin) ** 2)
@@ -207,26 +207,24 @@ class _Run:
             c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], margin, iw, ih)
             return None if c >= max(iw, ih) else max(c, plan.core or 0, budget.MIN_CORE)
 
-        targets = blockwise.content_targets(self.net, content, scale.content_layers,
-                                            self.autocast, core_for(content), margin)
+        targets = blockwise.content_targets(self.net, content, o.content_layers, self.autocast,
+                                            core_for(content), margin)
         kind = losses.STYLE_LOSSES[o.style_loss]
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
-        stats = {layer: None for layer in scale.style_layers}
+        stats = {layer: None for layer in o.style_layers}
         for b, style in zip(blend / blend.sum(), styles):
             sw, sh = style_size(style.shape[-1], style.shape[-2], max(w, h), o.style_scale,
                                 o.style_upsample)
             style = images.resize(style, (sw, sh))
-            for k, st in blockwise.style_stats(self.net, style, scale.style_layers,
-                                               self.autocast, core_for(style), margin,
-                                               kind).items():
+            for k, st in blockwise.style_stats(self.net, style, o.style_layers, self.autocast,
+                                               core_for(style), margin, kind).items():
                 st = tuple(float(b) * t for t in st)
                 stats[k] = st if stats[k] is None else tuple(map(torch.add, stats[k], st))
         return blockwise.Objective(
             self.net, targets, {k: kind.target(st) for k, st in stats.items()},
             content_weight=o.resolved("content_weight"),
             style_weight=o.resolved("style_weight") * o.strength,
-            layer_weights={k: v for k, v in zip(o.style_layers, o.resolved_style_layer_weights())
-                           if k in stats},
+            layer_weights=dict(zip(o.style_layers, o.resolved_style_layer_weights())),
             tv_weight=o.resolved("tv_weight"),
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
             autocast=self.autocast, core=plan.core, margin=margin,
@@ -251,8 +249,7 @@ class _Run:
         opt = self.optimizer(x, plan)
         best, best_loss = x.detach().clone(), float("inf")
         unit = self.work[index - 1] / iterations  # work of one iteration
-        blocks = 0 if plan.core is None else len(blockwise.blocks(
-            h, w, plan.core, self.layouts[index - 1].margin))
+        blocks = 0 if plan.core is None else len(blockwise.blocks(h, w, plan.core, self.margin))
 
         def on_block(fraction):  # within a long block-wise iteration: keep the bar and ETA moving
             self.emit("stylizing", index, i, iterations, best_loss if best_loss < np.inf else None,
@@ -284,6 +281,8 @@ class _Run:
                 return best, True
             try:
                 opt.step(closure)
+                if isinstance(opt, torch.optim.LBFGS):
+                    _bound_step(opt, x)
             except blockwise.Stopped:
                 log.info("stopped at scale %d, iteration %d (within a block-wise pass)", index, i)
                 return best, True
@@ -378,6 +377,31 @@ def style_size(width: int, height: int, long_side: int, scale: float = 1.0,
         side = min(side, max(width, height))
     side = max(side, round(images.MIN_SIDE * max(width, height) / min(width, height)))
     return images.fit_size(width, height, side)
+
+
+def _bound_step(opt: torch.optim.LBFGS, x: torch.Tensor) -> None:
+    """Shorten an L-BFGS step that moves a pixel by more than MAX_STEP (in 0..255 units).
+
+    Plain L-BFGS takes the unit step along its direction; with bf16 gradients a curvature pair
+    now and then makes that direction huge, and the next evaluation finds the loss 1e8 times
+    higher (the range penalty of pixels thrown thousands of units out of range): a wasted
+    evaluation and a restart without history. A step that long is never right, so it is cut
+    back where it lands, and the optimiser's own record of it (t, used for the next curvature
+    pair) is cut with it, which keeps the pairs consistent."""
+    state = opt.state[opt._params[0]]
+    d, t = state.get("d"), state.get("t")
+    if d is None or not t:
+        return
+    longest = float(d.abs().max()) * t
+    factor = 1.0
+    if longest > MAX_STEP:
+        factor = MAX_STEP / longest
+    elif state.get("n_iter") == 1 and FIRST_STEP and longest > 0:
+        factor = FIRST_STEP / longest
+    if factor != 1.0:
+        with torch.no_grad():
+            x.view(-1).add_(d, alpha=t * (factor - 1))
+        state["t"] = t * factor
 
 
 class _Diverged(Exception):

@@ -27,13 +27,16 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
-DETAILS = ("texture", "full")
 MAX_STYLE_SCALE = 8.0
 # The interpreter, torch, the network and the smallest block: below this nothing runs.
 MIN_MEMORY_GB = 0.75
 MAX_SIZE = 16384  # px, the long side of an output or a scale
 MAX_SEED = 2**63 - 1  # torch's generator takes 64 bits
 MAX_ITERATIONS = 1_000_000
+# At a detail scale one bounded L-BFGS iteration does what about 2.5 of Adam's do: 1232x816 from
+# the same 865 px picture, 12 L-BFGS iterations scored 1.05x the full objective of 31 Adam ones
+# in 0.43x the time (6 scored 2.8x: fewer than ~12 do not recover the deep layers' style).
+LBFGS_WORTH = 2.5
 MAX_LIST = 64  # layers, layer weights and style weights: more is a mistake, not a setting
 # Loss weights: the presets use 1e-3 to 100. Past these the loss (weights times strength times
 # layer weight) can overflow float32 and the run paints nothing, so they are refused up front.
@@ -59,14 +62,11 @@ class Preset:
     # detail_iterations. jcjohnson's multi-resolution recipe does the same (2048 px: 100, 3620: 50).
     detail_iterations: int = 4
     detail_size: int = 1024
-    # and Adam paints them: with so few iterations plain L-BFGS overshoots (measured at 2048 px
-    # from the upsampled 1024 px result, 5 iterations: the objective x29 with L-BFGS, /3 with
-    # Adam; bench/ has the figures). An --optimizer given explicitly is used everywhere.
-    detail_optimizer: str = "adam"
-    # With --detail texture (the default) a detail scale evaluates VGG only up to this layer
-    # (block, conv) and no content layer: the shallow layers carry the fine texture, and cost a
-    # fraction of the network (DESIGN.md section 8; bench/schedule.py has the figures).
-    texture_depth: tuple[int, int] = (2, 1)
+    # L-BFGS paints them, its steps bounded (engine.MAX_STEP, FIRST_STEP): it does in LBFGS_WORTH
+    # fewer iterations what Adam does (bench/schedule.py). Unbounded, L-BFGS overshot at these
+    # scales (the objective x29 at 2048 px after 5 iterations), which is why Adam painted them in
+    # earlier versions. An --optimizer given explicitly is used everywhere.
+    detail_optimizer: str = "lbfgs"
     min_size: int = 128
     optimizer: str = "lbfgs"
     init: str = "content"
@@ -158,10 +158,10 @@ class Options:
         "(default: 80 percent of what is free at the start); past it the image is painted in "
         "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB,
         maximum=MAX_MEMORY_GB)
-    detail: str = _opt(
-        "texture", "what the scales above the preset's detail size optimise: texture (only the "
-        "shallow style layers, several times faster; the coarser scales settle the composition) "
-        "or full (every layer, the schedule before 0.9, for comparison)", choices=DETAILS)
+    detail_optimizer: str | None = _opt(
+        None, "optimiser of the scales above the preset's detail size (default: the preset's, "
+        "L-BFGS; adam gives the schedule of earlier versions, for comparison)",
+        choices=OPTIMIZERS)
     block_size: int | None = _opt(
         None, "paint in blocks of this many pixels square even where the whole image fits "
         "(default: blocks only when needed, as large as the memory allows)", metavar="PX",
@@ -215,7 +215,7 @@ class Options:
         _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
         _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
         _check_choice(self.pooling, "pooling", POOLINGS)
-        _check_choice(self.detail, "detail", DETAILS)
+        _check_choice(self.detail_optimizer, "detail_optimizer", OPTIMIZERS, allow_none=True)
         if self.init is not None and not (isinstance(self.init, str) and self.init):
             raise OptionError('init must be "content", "noise", "style" or an image file')
         if self.init not in (None, *INITS) and not os.path.isfile(self.init):
@@ -268,6 +268,15 @@ class Options:
     def resolved_style_layer_weights(self) -> tuple[float, ...]:
         return self.style_layer_weights or (1.0,) * len(self.style_layers)
 
+    def scale_optimizer(self, detail: bool) -> str:
+        """The optimiser of a scale: --optimizer everywhere if given, else the preset's (its
+        detail optimiser above its detail size, unless --detail-optimizer says otherwise)."""
+        if self.optimizer is not None:
+            return self.optimizer
+        if detail:
+            return self.detail_optimizer or self.preset_values.detail_optimizer
+        return self.preset_values.optimizer
+
     def schedule(self, content_long_side: int) -> list[tuple[int, int]]:
         """(long side, iterations) per scale, coarse to fine."""
         preset = self.preset_values
@@ -285,8 +294,9 @@ class Options:
         if n > 1:  # big scales: fewer iterations, as many pixel-iterations as at detail_size
             for i, side in enumerate(sizes):
                 if side > preset.detail_size:
+                    worth = LBFGS_WORTH if self.scale_optimizer(True) == "lbfgs" else 1.0
                     base[i] = max(preset.detail_iterations,
-                                  base[i] * (preset.detail_size / side) ** 2)
+                                  base[i] * (preset.detail_size / side) ** 2 / worth)
                     floor[i] = preset.detail_iterations
         if self.iterations is None:
             iterations = [max(f, round(b)) for b, f in zip(base, floor)]

@@ -199,31 +199,3 @@ def test_a_run_forced_into_blocks_paints_the_whole_images_picture(tmp_path, net)
         seams = [i for edge in range(core, a.shape[axis], core) for i in (edge - 2, edge - 1, edge)]
         assert change[seams].max() < np.median(change) + 2e-3, (seams, change[seams])
 
-
-@pytest.mark.parametrize("style_loss", ["gram", "w2"])
-def test_a_texture_scale_in_blocks_equals_its_whole_image(net, problem, style_loss):
-    """A detail scale of the texture schedule evaluates only the shallow style layers, with
-    their own (much smaller) margin: block by block it is still exact."""
-    from nst_core import budget
-
-    x = problem[0]
-    layers, content = budget.scale_layers(Options(), detail=True)
-    assert content == () and layers == ("relu1_1", "relu2_1")
-    margin = blockwise.margin_for(layers)
-    assert margin == 16
-    _, _, grams, w2_targets = problem
-    styles = {k: (grams if style_loss == "gram" else w2_targets)[k] for k in layers}
-
-    def texture(core):
-        return blockwise.Objective(net, {}, styles, layer_weights=dict.fromkeys(layers, 1.0),
-                                   content_weight=5.0, style_weight=100.0, tv_weight=1e-3,
-                                   range_weight=RANGE_WEIGHT, autocast=contextlib.nullcontext,
-                                   core=core, margin=margin,
-                                   style_loss=losses.STYLE_LOSSES[style_loss])
-
-    whole_loss, whole_grad = texture(None)(x.clone())
-    loss, grad = texture(48)(x.clone())
-    assert whole_loss > 0
-    assert abs(loss - whole_loss) <= 1e-4 * whole_loss
-    rel = (grad - whole_grad).norm() / whole_grad.norm()
-    assert rel <= 1e-3, f"gradient differs by {float(rel):.2e} (relative L2)"

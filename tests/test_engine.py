@@ -163,3 +163,36 @@ def test_w2_style_loss_runs_and_lowers_its_objective(content_image, style_image)
     assert result.size == (96, 72)
     diff = np.abs(images.to_array(result) - images.to_array(content_image.resize((96, 72)))).mean()
     assert diff > 0.04  # visibly repainted, on a 0..1 scale
+
+
+def test_an_overlong_lbfgs_step_is_cut_back_and_the_first_is_a_few_pixels():
+    """Plain L-BFGS's unit step can throw pixels thousands of units out of range (a blow-up
+    and a restart); _bound_step cuts it where it lands, and records the shorter step so the
+    next curvature pair stays true. A scale's first step moves the most-moved pixel
+    FIRST_STEP units, not the 1/|g| sliver torch takes."""
+    from nst_core import engine
+
+    target = torch.zeros(1, 3, 8, 8)
+    x = torch.full((1, 3, 8, 8), 100.0, requires_grad=True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=1, history_size=5, tolerance_grad=-1,
+                            tolerance_change=-1)
+
+    def closure():
+        opt.zero_grad()
+        loss = 1e-3 * (x - target).square().sum()  # the unit step overshoots 500x
+        loss.backward()
+        return loss
+
+    before = x.detach().clone()
+    opt.step(closure)
+    engine._bound_step(opt, x)
+    assert float((x.detach() - before).abs().max()) == pytest.approx(engine.FIRST_STEP)
+    for _ in range(3):
+        before = x.detach().clone()
+        opt.step(closure)
+        engine._bound_step(opt, x)
+        moved = float((x.detach() - before).abs().max())
+        assert moved <= engine.MAX_STEP + 1e-3
+        state = opt.state[x]
+        assert float((state["d"] * state["t"]).abs().max()) == pytest.approx(moved, rel=1e-4)
+    assert float(x.detach().abs().max()) < 100.0  # it still went downhill
