@@ -33,10 +33,6 @@ MIN_MEMORY_GB = 0.75
 MAX_SIZE = 16384  # px, the long side of an output or a scale
 MAX_SEED = 2**63 - 1  # torch's generator takes 64 bits
 MAX_ITERATIONS = 1_000_000
-# At a detail scale one bounded L-BFGS iteration does what about 2.5 of Adam's do: 1232x816 from
-# the same 865 px picture, 12 L-BFGS iterations scored 1.05x the full objective of 31 Adam ones
-# in 0.43x the time (6 scored 2.8x: fewer than ~12 do not recover the deep layers' style).
-LBFGS_WORTH = 2.5
 MAX_LIST = 64  # layers, layer weights and style weights: more is a mistake, not a setting
 # Loss weights: the presets use 1e-3 to 100. Past these the loss (weights times strength times
 # layer weight) can overflow float32 and the run paints nothing, so they are refused up front.
@@ -62,11 +58,14 @@ class Preset:
     # detail_iterations. jcjohnson's multi-resolution recipe does the same (2048 px: 100, 3620: 50).
     detail_iterations: int = 4
     detail_size: int = 1024
-    # L-BFGS paints them, its steps bounded (engine.MAX_STEP, FIRST_STEP): it does in LBFGS_WORTH
-    # fewer iterations what Adam does (bench/schedule.py). Unbounded, L-BFGS overshot at these
-    # scales (the objective x29 at 2048 px after 5 iterations), which is why Adam painted them in
-    # earlier versions. An --optimizer given explicitly is used everywhere.
-    detail_optimizer: str = "lbfgs"
+    # and Adam paints them: with so few iterations plain L-BFGS overshot (measured at 2048 px
+    # from the upsampled 1024 px result, 5 iterations: the objective x29 with L-BFGS, /3 with
+    # Adam). With its steps bounded (engine.MAX_STEP, FIRST_STEP) L-BFGS does better where it
+    # gets 12 or more iterations (1232x816: 0.77x Adam's full objective in the same iterations)
+    # and much worse with fewer (4 MP with 2.5x fewer: 2.5x the objective, relu4_1's style
+    # term 8x): --detail-optimizer lbfgs chooses it. An --optimizer given explicitly is used
+    # everywhere.
+    detail_optimizer: str = "adam"
     min_size: int = 128
     optimizer: str = "lbfgs"
     init: str = "content"
@@ -160,7 +159,8 @@ class Options:
         maximum=MAX_MEMORY_GB)
     detail_optimizer: str | None = _opt(
         None, "optimiser of the scales above the preset's detail size (default: the preset's, "
-        "L-BFGS; adam gives the schedule of earlier versions, for comparison)",
+        "Adam; lbfgs scored better at 1 MP in the same time, but is not measured at larger "
+        "sizes yet)",
         choices=OPTIMIZERS)
     block_size: int | None = _opt(
         None, "paint in blocks of this many pixels square even where the whole image fits "
@@ -294,9 +294,8 @@ class Options:
         if n > 1:  # big scales: fewer iterations, as many pixel-iterations as at detail_size
             for i, side in enumerate(sizes):
                 if side > preset.detail_size:
-                    worth = LBFGS_WORTH if self.scale_optimizer(True) == "lbfgs" else 1.0
                     base[i] = max(preset.detail_iterations,
-                                  base[i] * (preset.detail_size / side) ** 2 / worth)
+                                  base[i] * (preset.detail_size / side) ** 2)
                     floor[i] = preset.detail_iterations
         if self.iterations is None:
             iterations = [max(f, round(b)) for b, f in zip(base, floor)]

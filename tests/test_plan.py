@@ -60,30 +60,30 @@ def test_the_fastest_fitting_path_is_chosen_not_the_largest(monkeypatch):
 
 
 @pytest.mark.parametrize("size, detail", [
-    ((1232, 816), [(1232, 12)]),
-    ((2448, 1632), [(1224, 11), (1731, 6), (2448, 4)]),
-    ((6000, 4000), [(1061, 14), (1500, 7), (2121, 4), (3000, 4), (4243, 4), (6000, 4)]),
+    ((1232, 816), [(1232, 31)]),
+    ((2448, 1632), [(1224, 28), (1731, 15), (2448, 8)]),
+    ((6000, 4000), [(1061, 35), (1500, 18), (2121, 9), (3000, 5), (4243, 4), (6000, 4)]),
 ])
 def test_the_default_schedule_for_1_4_and_24_mp(size, detail):
-    """Coarse to fine by sqrt(2) from about 128 px, every layer at every scale; above 1024 px
-    (the detail scales) bounded L-BFGS with LBFGS_WORTH fewer iterations than Adam had, at least
-    4; in 6 GB the largest scales go into blocks, and only where not even L-BFGS's shortest
-    history fits beside a block does Adam paint a scale."""
+    """Coarse to fine by sqrt(2) from about 128 px, every layer at every scale, L-BFGS up to
+    1024 px; above it (the detail scales) Adam, with as many pixel-iterations as at 1024 px and
+    at least 4; in 6 GB the largest scales go into blocks."""
     scales = plan(Options(size=None, max_memory=6), size, 6)
     assert scales[0].size[0] in range(128, 160) and scales[-1].size == size
     assert [(s.size[0], s.iterations) for s in scales if max(s.size) > 1024] == detail
     assert all(s.iterations >= 30 for s in scales if max(s.size) <= 1024)
     for s in scales:
         assert s.plan.need <= 6 * GB
-        assert s.plan.optimizer == "lbfgs" or s.size == (6000, 4000)
+        assert s.plan.optimizer == ("adam" if max(s.size) > 1024 else "lbfgs")
     assert scales[0].path == "whole"
     assert (scales[-1].path == "blocks") == (size != (1232, 816))
 
 
-def test_the_earlier_schedule_is_one_option_away():
-    """--detail-optimizer adam: Adam at the detail scales with their earlier iterations, for
-    comparison (bench/schedule.py, bench/fullres.py)."""
-    old = Options(size=None, detail_optimizer="adam").schedule(2448)
-    assert old[-3:] == [(1224, 28), (1731, 15), (2448, 8)]
-    scales = plan(Options(size=None, detail_optimizer="adam", max_memory=6), (2448, 1632), 6)
-    assert [s.plan.optimizer for s in scales[-3:]] == ["adam"] * 3
+def test_lbfgs_at_the_detail_scales_is_one_option_away_and_keeps_their_iterations():
+    """--detail-optimizer lbfgs: the same scales and iterations, L-BFGS with the history that
+    fits (in 6 GB a 24 MP layer's last scale cannot hold even 5 pairs: Adam paints it)."""
+    options = Options(size=None, detail_optimizer="lbfgs", max_memory=6)
+    assert options.schedule(2448) == Options(size=None).schedule(2448)
+    scales = plan(options, (2448, 1632), 6)
+    assert [s.plan.optimizer for s in scales[-3:]] == ["lbfgs"] * 3
+    assert plan(options, (6000, 4000), 6)[-1].plan.optimizer == "adam"
