@@ -142,9 +142,9 @@ class _Run:
             return
         total = sum(self.work)
         done = total if phase == "finishing" else self.done + extra
-        eta = None if rate is None else (total - done) / rate
+        eta = None if rate is None else max(total - done, 0.0) / rate
         self.report(Progress(phase, scale, len(self.scales), iteration, iterations, self.step,
-                             sum(n for _, n in self.scales), done / total, loss, eta,
+                             sum(n for _, n in self.scales), min(done / total, 1.0), loss, eta,
                              time.perf_counter() - self.start))
 
     def tensor(self, rgb: np.ndarray) -> torch.Tensor:
