@@ -169,8 +169,9 @@ def convert(h5_path: Path, out_path: Path, model: str = "vgg19",
     if not h5_path.is_file():
         raise WeightsError(f"weights file {h5_path} {_not_a_file(h5_path)}. {how_to_get(model)}")
     size = h5_path.stat().st_size
-    if expected_sha256 is None and size not in {o.h5_bytes for o in SOURCES.values()}:
-        # the size alone rules it out: no need to hash a 2 GB file to say so
+    if expected_sha256 is None and size > max(o.h5_bytes for o in SOURCES.values()):
+        # larger than any weights file: no need to hash 2 GB to say so (a smaller file is
+        # hashed, a second at most, so that the message can say what it is)
         raise WeightsError(f"{h5_path} is not the {s.title} weights file ({size:,} bytes, not "
                            f"{s.h5_bytes:,}). {_identify('', size, s)} {how_to_get(model)}")
     actual, expected = sha256_of(h5_path), expected_sha256 or s.h5_sha256
