@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-fast test-gimp test-web lint bench bench-fullres bench-styleloss \
+.PHONY: setup weights demo test test-fast test-gimp test-web lint bench bench-fullres bench-schedule bench-styleloss \
         bench-batch bench-flicker gpu-check fuzz screenshot screenshot-web install uninstall clean
 
 setup: $(STAMP)
@@ -48,6 +48,12 @@ bench: weights
 # 1-24 MP photos in a 6 GB budget: time, peak memory, the block path's cost (README figures).
 bench-fullres: weights
 	$(BIN)/python bench/fullres.py
+
+# Schedules compared by the full objective at 4 MP (default vs bounded L-BFGS at the detail
+# scales; about 20 minutes on 2 cores), then the pass cost by region size (README).
+bench-schedule: weights
+	$(BIN)/python bench/schedule.py --mp 4
+	$(BIN)/python bench/passcost.py
 
 # Gram vs W2 style loss at 512 px: times, cross-scored objectives, docs/styleloss.jpg (README).
 bench-styleloss: weights

@@ -100,18 +100,22 @@ def ratio(width=1536, height=1024, repeats=3) -> None:
 # -- 2. time and memory against size ---------------------------------------------------------------
 
 
-def run_size(mp: float, detail: str = "texture", score: bool = True) -> dict:
+def run_size(mp: float, schedule: str = "adam", score: bool = True) -> dict:
+    """One `nst stylize --size keep` at `mp` megapixels, the detail scales painted by
+    `schedule`'s optimiser (adam: the default; lbfgs: bounded L-BFGS)."""
     w, h = size_of(mp)
     OUT.mkdir(parents=True, exist_ok=True)
     content = OUT / f"tubingen-{w}x{h}.png"
     if not content.exists():
         Image.open(CONTENT).convert("RGB").resize((w, h), Image.BICUBIC).save(content)
     style = Image.open(STYLE)
-    options = Options(size=None, max_memory=MEMORY_GB, detail=detail)
+    detail = schedule
+    options = Options(size=None, max_memory=MEMORY_GB, detail_optimizer=detail)
     guess = estimate.seconds(options, w, h, [style.size])
-    out = OUT / f"starry-{w}x{h}{'' if detail == 'texture' else '-' + detail}.png"
+    out = OUT / f"starry-{w}x{h}{'' if schedule == 'adam' else '-' + schedule}.png"
     wall, peak, log = child(["stylize", str(content), str(STYLE), "-o", str(out), "--size",
-                             "keep", "--max-memory", str(MEMORY_GB), "--detail", detail, "-q"])
+                             "keep", "--max-memory", str(MEMORY_GB), "--detail-optimizer", detail,
+                             "-q"])
     plans = re.search(r"scales (.*)", log).group(1)
     blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
     objective = None
@@ -119,7 +123,7 @@ def run_size(mp: float, detail: str = "texture", score: bool = True) -> dict:
         load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
         objective = full_objective(load(out), load(content), [load(STYLE)], options)["total"]
     return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
-                detail=detail, objective=objective,
+                schedule=schedule, objective=objective,
                 blocks=", ".join(f"{s} (blocks of {c})" for s, c in blocks) or "none")
 
 
@@ -192,8 +196,8 @@ def main() -> None:
     parser.add_argument("--skip-ratio", action="store_true")
     parser.add_argument("--budget-pair", action="store_true",
                         help="only the 16 GB against 1.2 GB pair (a tight budget's cost)")
-    parser.add_argument("--detail", nargs="+", default=["texture", "full"],
-                        help="schedules to run: texture (the default) and full (the old one)")
+    parser.add_argument("--schedule", nargs="+", default=["adam"], choices=["adam", "lbfgs"],
+                        help="the detail scales' optimiser: adam (the default) and/or lbfgs")
     parser.add_argument("--no-score", action="store_true",
                         help="skip the full objective (a few minutes at 24 MP)")
     args = parser.parse_args()
@@ -215,10 +219,10 @@ def main() -> None:
           f"process, budget {MEMORY_GB:g} GB) | full objective | scales in blocks |\n"
           "|---|---|---|---|---|---|---|")
     for mp in args.mp:
-        for detail in args.detail:
-            r = run_size(mp, detail, score=not args.no_score)
+        for schedule in args.schedule:
+            r = run_size(mp, schedule, score=not args.no_score)
             objective = "-" if r["objective"] is None else f"{r['objective']:.4g}"
-            print(f"| {r['size']} ({r['mp']:.1f} MP) | {detail} | {r['wall'] / 60:.1f} min | "
+            print(f"| {r['size']} ({r['mp']:.1f} MP) | {schedule} | {r['wall'] / 60:.1f} min | "
                   f"{r['guess'] / 60:.1f} min | {r['peak'] / 2**30:.2f} GB | {objective} | "
                   f"{r['blocks']} |", flush=True)
 

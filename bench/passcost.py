@@ -3,7 +3,8 @@ the figures behind budget.PASS_COST (which block size, or the whole image, is fa
 
 A pass is what one block (or the whole image) costs per iteration: VGG19 to relu5_1 with the
 Gram style loss at the default layers, bf16 autocast where the CPU has it, channels_last. Also
-the shallow network of the texture scales (to relu2_1) against the full one.
+the shallow network (to relu2_1) against the full one: what a fine scale with only the shallow
+layers would cost (README: it paints worse, so the schedule does not use it).
 
     python bench/passcost.py                     # about 3 minutes on 2 cores
 """

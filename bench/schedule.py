@@ -5,11 +5,12 @@ each variant in this process (one after the other, so all see the same machine),
 with bench/objective.py (every layer at the output's size). Prints a Markdown table; results go
 to bench/out/schedule-*.png.
 
-    python bench/schedule.py --mp 4                    # today's schedule against the earlier one
-    python bench/schedule.py --mp 1 --variants old "lb6:detail_iterations=6;detail_size=100"
+    python bench/schedule.py --mp 4                    # the default against bounded L-BFGS
+    python bench/schedule.py --mp 1 --variants default "lb6:detail_iterations=6;detail_size=100"
 
 A variant is "name:key=value;..." (Options fields, or Preset fields, which make a preset of
-their own); "old" alone is the earlier schedule (Adam at the detail scales), "new" the default.
+their own); "default" alone is the default schedule (Adam at the detail scales), "lbfgs" the
+same with bounded L-BFGS there (--detail-optimizer lbfgs).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def variant(spec: str) -> tuple[str, Options]:
     """"name:key=value,..." -> Options; preset fields make a preset of their own."""
     name, _, rest = spec.partition(":")
     if not rest:
-        rest = {"old": "detail_optimizer='adam'", "new": ""}[name]
+        rest = {"default": "", "lbfgs": "detail_optimizer='lbfgs'"}[name]
     preset, opts = {}, {}
     for item in filter(None, rest.split(";")):
         key, value = item.split("=")
@@ -82,7 +83,7 @@ def run(content: np.ndarray, style: np.ndarray, options: Options) -> tuple[np.nd
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mp", type=float, default=1.0)
-    p.add_argument("--variants", nargs="+", default=["old", "new"])
+    p.add_argument("--variants", nargs="+", default=["default", "lbfgs"])
     p.add_argument("--max-memory", type=float, default=6.0, help="GB, as bench/fullres.py")
     a = p.parse_args()
     w, h = size_of(a.mp)
