@@ -190,3 +190,16 @@ def test_decompression_bombs_at_once_stay_under_the_stated_memory():
         assert peak_kb < 1.5 * 1024 * 1024, f"peak {peak_kb / 1024:.0f} MB"
     finally:
         assert stop(proc) == 0
+
+
+def test_sigterm_stops_in_order_with_its_line_and_status_143():
+    """A service manager's SIGTERM gets the same orderly stop as Ctrl+C, and says so."""
+    proc = start()
+    try:
+        first_lines(proc, "Ctrl+C")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 143
+        assert "nst serve: stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

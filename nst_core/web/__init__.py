@@ -8,6 +8,7 @@ process; see jobs.py for the files it keeps and when a closed page cancels its j
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 
@@ -64,6 +65,18 @@ def serve(host: str = "127.0.0.1", port: int = 8765, token_file: str | None = No
     except OSError as e:
         print(f"nst: error: cannot listen on {host}:{port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    # uvicorn shuts down in order on SIGINT and SIGTERM, then raises the signal again with the
+    # handler that was there before: for SIGTERM that would end the process before the "stopped"
+    # line, so ours turns it into an exception (also while torch loads, before uvicorn runs),
+    # and the exit status still says SIGTERM (143).
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(uvicorn, sock, host, local, token, token_file)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(uvicorn, sock, host, local, token, token_file) -> int:
     port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     if local:
@@ -78,13 +91,24 @@ def serve(host: str = "127.0.0.1", port: int = 8765, token_file: str | None = No
             print(f"  open:  http://{'THIS-MACHINE' if host in ('0.0.0.0', '::') else shown}"
                   f":{port}/#token={token}")
     print("  (Ctrl+C stops the server, its jobs and removes their files)", flush=True)
-    from .app import create_app  # torch comes with it: after the quick checks above
-
-    app = create_app(host=host, token=token)
-    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=3)
+    status = 0
     try:
+        from .app import create_app  # torch comes with it: after the quick checks above
+
+        app = create_app(host=host, token=token)
+        config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=3)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its orderly shutdown
         pass
+    except _Terminated:
+        status = 128 + signal.SIGTERM
     print("nst serve: stopped; its jobs were cancelled and their files removed", flush=True)
-    return 0
+    return status
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised again by uvicorn after its orderly shutdown."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated
