@@ -176,7 +176,19 @@ def test_missing_input_style_or_bad_options_fail_before_work(tmp_path):
 def test_a_result_that_would_replace_an_input_is_refused(tmp_path):
     photos = make_inputs(tmp_path)
     with pytest.raises(ImageError, match="would replace the input"):
-        plan([str(photos)], [str(tmp_path / "style.png")], photos, Options(), "png", False)
+        plan([str(photos / "a.png")], [str(tmp_path / "style.png")], photos, Options(), "png",
+             False)
+
+
+@pytest.mark.parametrize("where", [".", ".."])
+def test_an_output_folder_that_is_or_holds_the_input_folder_is_refused(tmp_path, where):
+    """nst batch DIR -o DIR would paint b.png again as b.png.png on the next run."""
+    photos = make_inputs(tmp_path)
+    outdir = (photos / where).resolve()
+    with pytest.raises(ImageError, match="the next run would paint the results again"):
+        plan([str(photos)], [str(tmp_path / "style.png")], outdir, Options(), "jpg", False)
+    assert sorted(p.name for p in photos.iterdir()) == ["a.png", "broken.jpg", "notes.txt",
+                                                        "trip"]
 
 
 # -- the parts -----------------------------------------------------------------------------------

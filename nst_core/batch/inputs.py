@@ -31,14 +31,18 @@ class Found:
 
 def discover(patterns: list[str], outdir: Path) -> Found:
     """Every input once, in natural name order (frame2 before frame10). Hidden files and
-    OUTDIR are skipped. With several folders, each one's results go under its own name
-    (day1/IMG_1.png, day2/IMG_1.png). A pattern that matches no image is an error before any
-    work."""
+    OUTDIR are skipped, and an input folder that is OUTDIR (or inside it) is refused. With
+    several folders, each one's results go under its own name (day1/IMG_1.png,
+    day2/IMG_1.png). A pattern that matches no image is an error before any work."""
     inputs, ignored, seen = [], [], set()
     folders = sum(Path(p).is_dir() for p in patterns)
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
+            if _inside(path, outdir):  # its results would be its inputs on the next run
+                raise ImageError(f"the output folder {outdir} is the input folder {pattern} or "
+                                 "holds it: the next run would paint the results again; choose "
+                                 "another output folder (one inside the input folder is fine)")
             found = _walk(path, outdir, ignored)
             if folders > 1:
                 found = [Input(i.path, PurePath(path.resolve().name) / i.rel) for i in found]
