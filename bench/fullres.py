@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import subprocess
@@ -35,13 +36,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nst_core import blockwise, budget, estimate, images, weights  # noqa: E402
+from nst_core import blockwise, budget, estimate, weights  # noqa: E402
 from nst_core.device import machine, select_dtype  # noqa: E402
 from nst_core.options import Options  # noqa: E402
 from nst_core.vgg import VGG19  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from objective import full_objective  # noqa: E402
+from objective import full_objective, load  # noqa: E402
+
+from bench import times_of  # noqa: E402  (bench/bench.py)
 
 SHARED = ROOT.parent / "shared" / "images"
 CONTENT, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
@@ -83,12 +86,7 @@ def ratio(width=1536, height=1024, repeats=3) -> None:
                                   layer_weights=dict.fromkeys(o.style_layers, 1.0),
                                   tv_weight=1e-3, range_weight=1.0, autocast=autocast,
                                   core=core, margin=margin)
-        obj(x)  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            obj(x)
-            times.append(time.perf_counter() - start)
+        times = times_of(functools.partial(obj, x), repeats)
         rows.append((label, float(np.median(times)) / (width * height / 1e6)))
     print(f"\nBlock path vs whole image at {width}x{height} ({str(dtype)[6:]}; the block size "
           f"is what the planner picks for {w24}x{h24} in {MEMORY_GB:g} GB; median of {repeats}):")
@@ -120,7 +118,6 @@ def run_size(mp: float, schedule: str = "adam", score: bool = True) -> dict:
     blocks = sorted(set(re.findall(r"(\d+x\d+):\d+ \(blocks of (\d+)", plans)))
     objective = None
     if score:  # every layer at the output's size: what the schedule paints, not what it saw
-        load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
         objective = full_objective(load(out), load(content), [load(STYLE)], options)["total"]
     return dict(mp=w * h / 1e6, size=f"{w}x{h}", wall=wall, peak=peak, guess=guess,
                 schedule=schedule, objective=objective,
@@ -148,7 +145,6 @@ def budget_pair(budgets=(16.0, 1.2)) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     content = OUT / "tubingen-1536x1024.png"
     Image.open(CONTENT).convert("RGB").resize((1536, 1024), Image.BICUBIC).save(content)
-    load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
     print("\n| --max-memory | wall time | peak (whole process) | peak / budget | full objective "
           "| mean difference from the first |\n|---|---|---|---|---|---|")
     first = None

@@ -75,6 +75,11 @@ def full_objective(result: np.ndarray, content: np.ndarray, styles: list[np.ndar
     return out
 
 
+def load(path) -> np.ndarray:
+    """A picture file as an HxWx3 array in 0..1, as the scores read it."""
+    return images.to_array(images.load_image(path))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("result")
@@ -82,7 +87,6 @@ def main() -> None:
     p.add_argument("style", nargs="+")
     p.add_argument("--preset", default="standard")
     a = p.parse_args()
-    load = lambda path: images.to_array(images.load_image(path))  # noqa: E731
     terms = full_objective(load(a.result), load(a.content), [load(s) for s in a.style],
                            Options(preset=a.preset))
     print("  ".join(f"{k} {v:.4g}" for k, v in terms.items()))

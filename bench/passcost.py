@@ -14,14 +14,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench import times_of  # noqa: E402  (bench/bench.py)
 from nst_core import engine, losses  # noqa: E402
 from nst_core.device import machine, select_dtype  # noqa: E402
 from nst_core.options import Options  # noqa: E402
@@ -47,13 +48,7 @@ def seconds_per_pixel(width: int, height: int, layers, dtype, repeats: int) -> f
         sum(losses.style_loss(feats[k], target[k]) for k in layers).backward()
         x.grad = None
 
-    step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times)) / (width * height)
+    return float(np.median(times_of(step, repeats))) / (width * height)
 
 
 def main() -> None:

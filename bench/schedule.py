@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "bench"))
+from fullres import size_of  # noqa: E402
 from objective import full_objective  # noqa: E402
 
 from nst_core import engine, images  # noqa: E402
@@ -36,12 +37,6 @@ from nst_core.options import PRESETS, Options  # noqa: E402
 SHARED = ROOT.parent / "shared" / "images"
 OUT = ROOT / "bench" / "out"
 PRESET_FIELDS = {f.name for f in dataclasses.fields(PRESETS["standard"])}
-
-
-def size_of(mp: float) -> tuple[int, int]:
-    """3:2, multiples of 16 near `mp` megapixels (24 MP: 6000x4000)."""
-    w = round((mp * 1e6 * 1.5) ** 0.5 / 16) * 16
-    return w, round(w / 1.5 / 16) * 16
 
 
 def variant(spec: str) -> tuple[str, Options]:

@@ -9,6 +9,7 @@ does not fit beside a useful block, Adam (two image-sized vectors) takes that sc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,6 @@ LBFGS_BUFFERS, ADAM_BUFFERS = 5, 4
 # Plans fill this share of the budget: the allocator's slack and short-lived copies take the
 # rest (a 24 MP run in 6 GB planned to 99% peaked at 101%).
 PLAN_SHARE = 0.94
-GOOD_CORE = 512  # a block core below this spends most of its time on margins: try Adam first
 MIN_CORE = 128
 # Per final-size pixel, for the whole run: the content as an array and as a tensor.
 RUN_BYTES_PER_PIXEL = 2 * IMAGE_BYTES
@@ -118,18 +118,18 @@ def plan_scale(width: int, height: int, iterations: int, dtype: torch.dtype, bud
         choices = [("lbfgs", h) for h in histories] + ([] if strict else choices)
     for opt, history in choices:
         state = fixed + px * state_bytes(opt, history, content_layers)
-        options = []  # (cost per pixel-iteration, core or None)
+        paths = []  # (cost per pixel-iteration, core or None for the whole image)
         if force_core is None and state + px * act <= budget:
-            options.append((pass_cost(px), None))
+            paths.append((pass_cost(px), None))
         largest = largest_core(budget - state, act, margin, width, height)
         if force_core is not None:
             largest = min(largest, force_core)
-            options += [(0.0, largest)] if largest >= min(MIN_CORE, force_core) else []
+            paths += [(0.0, largest)] if largest >= min(MIN_CORE, force_core) else []
         else:
-            options += [(block_cost(width, height, core, margin), core)
-                        for core in range(MIN_CORE, largest + 1, STRIDE)]
-        if options:
-            _, core = min(options, key=lambda o: (o[0], -(o[1] or 1 << 30)))
+            paths += [(block_cost(width, height, core, margin), core)
+                      for core in range(MIN_CORE, largest + 1, STRIDE)]
+        if paths:  # the cheapest; on a tie the whole image, then the larger block
+            _, core = min(paths, key=lambda p: (p[0], -(p[1] or 1 << 30)))
             need = state + act * (px if core is None else (core + 2 * margin) ** 2)
             return Plan(core, opt, history, need)
     return None
@@ -144,8 +144,6 @@ PASS_COST = ((128 * 128, 1.16), (256 * 256, 1.05), (512 * 384, 1.0), (768 * 768,
 
 def pass_cost(pixels: int) -> float:
     """PASS_COST at `pixels`, interpolated in log(pixels), constant beyond its ends."""
-    import math
-
     points = PASS_COST
     if pixels <= points[0][0]:
         return points[0][1]
@@ -225,11 +223,11 @@ def plan_run(options, content_size, style_sizes, dtype: torch.dtype, budget: int
         fw, fh = images.fit_size(w, h, options.size or max(w, h))
         raise ImageError(f"the output would be {fw}x{fh} pixels; each side needs at least "
                          f"{images.MIN_SIDE} (choose a larger size)")
+    margin = margin_for(options.content_layers + options.style_layers)
     fixed = FIXED_BYTES + RUN_BYTES_PER_PIXEL * (w * h + sum(sw * sh for sw, sh in style_sizes))
     scales = []
     preset = options.preset_values
     strict = options.optimizer is not None  # the user's choice of optimiser is kept
-    margin = margin_for(options.content_layers + options.style_layers)
     for n, ((sw, sh), iterations) in enumerate(sizes):
         optimizer = options.scale_optimizer(n > 0 and max(sw, sh) > preset.detail_size)
         plan = plan_scale(sw, sh, iterations, dtype, budget, fixed, optimizer,

@@ -119,7 +119,7 @@ class _Run:
         h, w = content.shape[:2]
         self.budget = int(share * budget.budget_of(options, device))
         self.margin, scales = budget.plan_run(options, (w, h), [s.shape[1::-1] for s in styles],
-                                    self.dtype, self.budget, self.device)
+                                              self.dtype, self.budget, self.device)
         if start is not None:  # the picture is there already: only the final scale refines it
             scales = scales[-1:]
         self.scales = [(s.size, s.iterations) for s in scales]
@@ -177,8 +177,8 @@ class _Run:
                      iterations, "whole image" if plan.core is None else
                      f"in blocks of {plan.core} px", plan.optimizer)
             content = images.resize(content_full, (w, h))
-            x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
             objective = self.objective(content, style_full, plan)
+            x = self.initial(content, generator) if x is None else images.resize(x, (w, h))
             del content
             x, stopped = self.optimise(x, objective, index, iterations, plan)
             del objective
@@ -195,20 +195,20 @@ class _Run:
         matrices, or W2's Gaussians), computed block by block where the plan says so (no
         autograd: bigger blocks fit). Styles blend by their statistics (for W2 the mean and
         second moment, i.e. the mixture of their feature distributions)."""
-        o, margin = self.o, self.margin
+        o = self.o
         h, w = content.shape[-2:]
         room = self.budget - plan.need + budget.BACKWARD_BYTES[self.dtype] * (
-            0 if plan.core is None else (plan.core + 2 * margin) ** 2)
+            0 if plan.core is None else (plan.core + 2 * self.margin) ** 2)
 
         def core_for(image):  # None: the whole image in one pass
             ih, iw = image.shape[-2:]
             if plan.core is None and ih * iw <= h * w:
                 return None
-            c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], margin, iw, ih)
+            c = budget.largest_core(room, budget.FORWARD_BYTES[self.dtype], self.margin, iw, ih)
             return None if c >= max(iw, ih) else max(c, plan.core or 0, budget.MIN_CORE)
 
         targets = blockwise.content_targets(self.net, content, o.content_layers, self.autocast,
-                                            core_for(content), margin)
+                                            core_for(content), self.margin)
         kind = losses.STYLE_LOSSES[o.style_loss]
         blend = np.asarray(o.style_blend or [1.0] * len(styles), dtype=np.float64)
         stats = {layer: None for layer in o.style_layers}
@@ -217,7 +217,7 @@ class _Run:
                                 o.style_upsample)
             style = images.resize(style, (sw, sh))
             for k, st in blockwise.style_stats(self.net, style, o.style_layers, self.autocast,
-                                               core_for(style), margin, kind).items():
+                                               core_for(style), self.margin, kind).items():
                 st = tuple(float(b) * t for t in st)
                 stats[k] = st if stats[k] is None else tuple(map(torch.add, stats[k], st))
         return blockwise.Objective(
@@ -227,7 +227,7 @@ class _Run:
             layer_weights=dict(zip(o.style_layers, o.resolved_style_layer_weights())),
             tv_weight=o.resolved("tv_weight"),
             range_weight=RANGE_WEIGHT if o.preset_values.clamp else 0.0,
-            autocast=self.autocast, core=plan.core, margin=margin,
+            autocast=self.autocast, core=plan.core, margin=self.margin,
             should_stop=self.should_stop, style_loss=kind, hold=self.hold_term(w, h))
 
     def hold_term(self, w: int, h: int) -> tuple | None:
