@@ -55,6 +55,11 @@ class Plan:
     history: int  # L-BFGS pairs (0 for Adam)
     need: int  # bytes, the process included
 
+    @property
+    def path(self) -> str:
+        """"whole" (the image at once) or "blocks": what speed.py keeps a record of each."""
+        return "whole" if self.core is None else "blocks"
+
     def cost_factor(self, width: int, height: int, margin: int) -> float:
         """Work per pixel-iteration relative to the probe's whole-image pass (PASS_COST): the
         block path runs the net forward twice (1.5x) and over the margins too."""
@@ -196,10 +201,6 @@ class Scale:
     iterations: int
     plan: Plan
     work: float  # pixel-iterations, times what its path costs per pixel (Plan.cost_factor)
-
-    @property
-    def path(self) -> str:
-        return "whole" if self.plan.core is None else "blocks"
 
 
 def budget_of(options, device: torch.device) -> int:

@@ -107,7 +107,7 @@ def of_scales(scales, styles: int, style_loss: str, known: dict) -> float:
     process's start left out: each scale's work at its path's rate, and its targets (forward
     passes of the content and the styles) at the whole-image rate."""
     targets = sum(s.size[0] * s.size[1] * (1 + styles) for s in scales)
-    work = sum(s.work * known[speed.path_of(s.plan)] for s in scales)
+    work = sum(s.work * known[s.plan.path] for s in scales)
     return work * STYLE_LOSS_COST[style_loss] + known["whole"] * TARGETS_SHARE * targets
 
 

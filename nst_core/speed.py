@@ -46,11 +46,6 @@ def device_key(description: str) -> str:
     return description.split(", Python")[0]
 
 
-def path_of(plan) -> str:
-    """A scale's path: its plan runs the whole image at once (core None) or block by block."""
-    return "whole" if plan.core is None else "blocks"
-
-
 def new_run() -> str:
     """An identifier for one run's measurements: its scales add up to one entry."""
     return uuid.uuid4().hex[:12]
@@ -108,7 +103,7 @@ def record_scale(key: str, size: tuple[int, int], plan, seconds: float, work: fl
     """What the engine calls at the end of each scale it ran through: `seconds` of its
     iterations for its `work`; scales of fewer than MIN_PIXELS are left out."""
     if size[0] * size[1] >= MIN_PIXELS:
-        record_run(key, path_of(plan), seconds, work, run)
+        record_run(key, plan.path, seconds, work, run)
 
 
 def record_run(key: str, path: str, seconds: float, work: float, run: str) -> None:

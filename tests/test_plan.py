@@ -75,8 +75,8 @@ def test_the_default_schedule_for_1_4_and_24_mp(size, detail):
     for s in scales:
         assert s.plan.need <= 6 * GB
         assert s.plan.optimizer == ("adam" if max(s.size) > 1024 else "lbfgs")
-    assert scales[0].path == "whole"
-    assert (scales[-1].path == "blocks") == (size != (1232, 816))
+    assert scales[0].plan.path == "whole"
+    assert (scales[-1].plan.path == "blocks") == (size != (1232, 816))
 
 
 def test_lbfgs_at_the_detail_scales_is_one_option_away_and_keeps_their_iterations():
