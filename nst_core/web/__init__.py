@@ -96,6 +96,8 @@ def _run(uvicorn, sock, host, local, token, token_file) -> int:
         from .app import create_app  # torch comes with it: after the quick checks above
 
         app = create_app(host=host, token=token)
+        if _terminated.seen:  # a SIGTERM some import swallowed while torch loaded
+            raise _Terminated
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=3)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C after its orderly shutdown
@@ -106,9 +108,13 @@ def _run(uvicorn, sock, host, local, token, token_file) -> int:
     return status
 
 
-class _Terminated(Exception):
+class _Terminated(BaseException):  # not Exception: library code's `except Exception` lets it by
     """SIGTERM, raised again by uvicorn after its orderly shutdown."""
 
 
 def _terminated(signum, frame):
+    _terminated.seen = True
     raise _Terminated
+
+
+_terminated.seen = False
