@@ -205,10 +205,10 @@ def check_writable(path, inputs=()) -> Path:
     """
     path = Path(path)
     folder = path.parent
-    name_max = _name_max(folder)
-    if len(os.fsencode(path.name)) > name_max:
+    longest = name_max(folder)
+    if len(os.fsencode(path.name)) > longest:
         raise ImageError(f"output file name {path.name[:40]}... is too long: this folder takes "
-                         f"names of at most {name_max} bytes; choose a shorter name")
+                         f"names of at most {longest} bytes; choose a shorter name")
     if path.is_dir():
         raise ImageError(f"output {path} is a folder; give a file name such as "
                          f"{path / 'result.png'}")
@@ -236,7 +236,8 @@ def same_file(a, b) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def _name_max(folder: Path) -> int:
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that folder takes."""
     try:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer

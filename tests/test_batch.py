@@ -191,6 +191,64 @@ def test_an_output_folder_that_is_or_holds_the_input_folder_is_refused(tmp_path,
                                                         "trip"]
 
 
+def test_output_places_are_checked_before_any_work(tmp_path):
+    """A result name over the file system's limit, a file where a result's folder must go, a
+    folder where a result or the batch's record must go: one error naming it, nothing painted."""
+    photos = make_inputs(tmp_path)
+    style = str(tmp_path / "style.png")
+    out = tmp_path / "out"
+
+    def refused(inputs_, words, styles=(style,)):
+        with pytest.raises(ImageError, match=words):
+            plan(inputs_, list(styles), out, Options(), "png", False)
+        assert not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".png"]
+
+    long = tmp_path / ("x" * 249 + ".jpg")  # 253 bytes; its result x...x.style.png has 259
+    picture(16, 16).save(long)
+    refused([str(long)], "longer than the 255 bytes", [style, style])
+    (out / "trip").write_text("a file where the folder trip/ must go")
+    refused([str(photos)], "out/trip is a file, where the folder")
+    (out / "trip").unlink()
+    (out / "a.png").mkdir()
+    refused([str(photos)], "out/a.png is a folder, where the result")
+    (out / "a.png").rmdir()
+    (out / manifest.NAME).mkdir()
+    refused([str(photos)], "keeps its record")
+
+
+class _Instant:
+    """An executor that 'paints' every job at once (a copy of its input): the driver's writing
+    and failure handling without the engine."""
+
+    slots = 1
+
+    def run(self, jobs, on_update, keep_pictures=False):
+        from nst_core.batch.task import Done
+        for job in jobs:
+            yield Done(job.key, job.content, (1, 1))
+
+    def close(self):
+        pass
+
+
+def test_a_result_that_cannot_be_written_fails_that_image_and_the_batch_goes_on(tmp_path, capsys):
+    from nst_core.batch.run import run
+    photos = make_inputs(tmp_path)
+    (photos / "broken.jpg").unlink()
+    out = tmp_path / "out"
+    batch = plan([str(photos)], [str(tmp_path / "style.png")], out, Options(), "png", False)
+    (out / "trip").write_text("appeared after the checks")  # where trip/b.png must go
+    assert run(batch, _Instant(), quiet=True) == 1
+    printed = capsys.readouterr().out
+    assert "1 painted, 0 already done, 1 failed" in printed
+    assert "b.jpg: its result" in printed and "could not be written" in printed
+    assert (out / "a.png").read_bytes() == (photos / "a.png").read_bytes()
+    (out / "trip").unlink()  # mended: the re-run paints only what failed
+    assert run(plan([str(photos)], [str(tmp_path / "style.png")], out, Options(), "png", False),
+               _Instant(), quiet=True) == 0
+    assert "1 painted, 1 already done, 0 failed" in capsys.readouterr().out
+
+
 # -- the parts -----------------------------------------------------------------------------------
 
 

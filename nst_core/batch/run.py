@@ -4,6 +4,7 @@ result as it comes (atomically, then recorded in the manifest), and sum up."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..errors import ImageError, NSTError, OptionError
 from ..options import INITS, Options
 from .executor import Executor, make_executor
 from .inputs import Input, discover, output_names, style_labels
-from .manifest import Manifest, fingerprint
+from .manifest import LOCK, NAME, Manifest, fingerprint
 from .motion import carry
 from .progress import BatchProgress
 from .task import Done, Job
@@ -75,8 +76,10 @@ def plan(patterns, styles, outdir: Path, options: Options, fmt: str, sequence: b
         raise ImageError(f"output folder {outdir} is a file, not a folder")
     outdir.mkdir(parents=True, exist_ok=True)
     images.check_writable(outdir / f"probe.{fmt}")
+    check_record(outdir)
     found = discover(list(patterns), outdir)
     names = output_names(found.inputs, style_labels([str(s) for s in styles]), fmt)
+    check_places(outdir, names, found.inputs)
     items = []
     for k, style in enumerate(styles):
         before, last = "", None  # --sequence: each frame's fingerprint includes the one before
@@ -90,6 +93,39 @@ def plan(patterns, styles, outdir: Path, options: Options, fmt: str, sequence: b
                               last if sequence else None))
             last = items[-1]
     return Batch(outdir, options, styles, fmt, sequence, items, found.ignored)
+
+
+def check_record(outdir: Path) -> None:
+    """The batch's own files must be files: a folder there would stop it after the first image."""
+    for name in (NAME, LOCK):
+        if (outdir / name).is_dir():
+            raise ImageError(f"{outdir / name} is a folder, where nst batch keeps its record of "
+                             "what is done; remove or rename it")
+
+
+def check_places(outdir: Path, names: dict, inputs: list) -> None:
+    """Every result's name fits the file system and its place is free for it, before any work:
+    no name part over the folder's limit, no file where a subfolder must go, no folder where a
+    result must go."""
+    name_max = images.name_max(outdir)
+    folders: dict = {}  # subfolder under OUTDIR -> the input that needs it (checked once each)
+    for (n, _), name in names.items():
+        source = inputs[n].path
+        for part in name.parts:
+            if len(os.fsencode(part)) > name_max:
+                raise ImageError(f"the result for {source} would be named {part[:40]}..., "
+                                 f"longer than the {name_max} bytes a name may have in "
+                                 f"{outdir}; rename the input (or the style file)")
+        for parent in list(name.parents)[:-1]:
+            folders.setdefault(parent, source)
+        if (outdir / name).is_dir():
+            raise ImageError(f"{outdir / name} is a folder, where the result for {source} must "
+                             "go; remove or rename it")
+    for folder, source in folders.items():
+        place = outdir / folder
+        if place.exists() and not place.is_dir():
+            raise ImageError(f"{place} is a file, where the folder for the result of {source} "
+                             "must go; remove or rename it")
 
 
 def run(batch: Batch, executor: Executor, quiet: bool = False) -> int:
@@ -113,12 +149,10 @@ def _run(batch: Batch, executor: Executor, manifest: Manifest, quiet: bool) -> i
                 bar.message(f"{skipped} of {len(batch.items)} results are already done "
                             f"(recorded in {manifest.path}); painting the other {len(todo)}")
             for event in painter.events(todo, executor, bar.update):
-                if isinstance(event, Done):
-                    painter.write(event)
-                    bar.finished(event.key)
-                else:
-                    failures.append(event.message)
-                    bar.finished(event.key, event.message)
+                message = event.message if not isinstance(event, Done) else painter.write(event)
+                if message:  # this image failed; the batch goes on
+                    failures.append(message)
+                bar.finished(event.key, message)
     except KeyboardInterrupt:
         print(f"nst: interrupted; {painter.written} result(s) written this run, each complete. "
               "Run the same command again to paint the rest.")
@@ -213,12 +247,18 @@ class _Painter:
             return None  # this frame's own failure is reported by its job
         return carry(picture, then, now)
 
-    def write(self, done: Done) -> None:
+    def write(self, done: Done) -> str | None:
+        """Write and record one result; what went wrong, if anything (that image then fails)."""
         item = self.items[done.key]
         path = self.batch.outdir / item.key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        images.write_atomic(path, lambda f: f.write(done.data))
-        # A frame painted without the one before is recorded as such: once that one is painted,
-        # a re-run paints this one again from it (no jump in the animation).
-        self.manifest.record(item.key, item.print + (FRESH if item.key in self.fresh else ""))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            images.write_atomic(path, lambda f: f.write(done.data))
+            # A frame painted without the one before is recorded as such: once that one is
+            # painted, a re-run paints this one again from it (no jump in the animation).
+            self.manifest.record(item.key, item.print + (FRESH if item.key in self.fresh else ""))
+        except (OSError, NSTError) as e:  # appeared since the checks: a full disk, a new file
+            reason = e.message if isinstance(e, NSTError) else (e.strerror or str(e))
+            return f"{item.input.path}: its result {path} could not be written ({reason})"
         self.written += 1
+        return None
