@@ -9,14 +9,16 @@ import math
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .device import available_memory
 from .errors import ImageError, TooLargeError
+
+if TYPE_CHECKING:  # torch loads only for resizing: checking an image's file does not need it
+    import torch
 
 MIN_SIDE = 16  # VGG19's four poolings need at least this much
 WRITABLE = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
@@ -124,7 +126,7 @@ def decode_bytes(size: tuple[int, int], mode: str, factor: int = 1) -> int:
 
 def _check_decode_fits(img: Image.Image, declared, target, what: str, name: str) -> None:
     need = decode_bytes(img.size, img.mode, _factor(img.size, target))
-    free = available_memory(torch.device("cpu"))
+    free = available_memory("cpu")
     if need > free:
         raise TooLargeError(
             f"{what} {name} is {declared[0]}x{declared[1]} pixels; decoding it needs about "
@@ -183,6 +185,8 @@ def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
 
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a (N, C, H, W) tensor to (w, h): antialiased bicubic down, bicubic up."""
+    import torch.nn.functional as F
+
     w, h = size
     if (h, w) == tuple(image.shape[-2:]):
         return image
@@ -192,6 +196,8 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an HxWxC float array in 0..1 to (w, h), clamped to 0..1."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
     return resize(t, size)[0].permute(1, 2, 0).clamp(0, 1).numpy()
 

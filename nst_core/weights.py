@@ -344,6 +344,19 @@ def load(path: Path | None = None, model: str = "vgg19") -> dict:
     return _load(Path(path or weights_path(model)), model, trust_cache=True)[0]
 
 
+def check_installed(model: str = "vgg19") -> None:
+    """The network's weights file is there (what load() checks first), without loading torch:
+    a missing file is reported in a second, not after torch has loaded."""
+    path = weights_path(model)
+    if not path.exists():
+        raise _not_installed(path, model)
+
+
+def _not_installed(path: Path, model: str) -> WeightsError:
+    return WeightsError(f"the {SOURCES[model].title} weights are not installed (looked for "
+                        f"{path}). {how_to_get(model)}")
+
+
 def verify(path: Path | None = None, model: str = "vgg19") -> dict:
     """Check the stored weights in full (the digest recomputed); returns the file's metadata."""
     return _load(Path(path or weights_path(model)), model, trust_cache=False)[1]
@@ -366,8 +379,7 @@ def _load(path: Path, model: str, trust_cache: bool) -> tuple[dict, dict]:
             data = f.read()
             unchanged = _stamp(before) == _stamp(os.fstat(f.fileno()))
     except FileNotFoundError:
-        raise WeightsError(f"the {s.title} weights are not installed (looked for {path}). "
-                           f"{how_to_get(model)}") from None
+        raise _not_installed(path, model) from None
     except OSError as e:
         raise WeightsError(f"cannot read the weights file {path} ({e.strerror or e}). "
                            f"{repair}") from None

@@ -25,7 +25,8 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import logs, pixels, protocol
+from . import logs, pixels, protocol, weights
+from .device import check_present
 from .errors import Cancelled, NSTError, ProtocolError, TooLargeError
 
 log = logging.getLogger("nst_core.worker")
@@ -343,18 +344,24 @@ def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
     requested."""
     session.progress(force=True, phase="loading", fraction=0.0, elapsed_s=0.0)
     t0 = time.monotonic()
-    from .engine import stylize  # torch loads here, after the request is known to be good
     from .images import fit_size, resize_array
+
+    if request.preview:
+        request.options = preview_options(request.options, request.preview)
+    # What needs no network is checked before torch loads (seconds, more on a busy machine):
+    # a corrupt style, an absent device or missing weights come back at once.
+    # Styles are decoded no larger than the run needs (automatic sizes stay within the layer).
+    styles = decode_styles(request)
+    check_present(request.options.device)
+    weights.check_installed(request.options.model)
+    from .engine import stylize  # torch loads here, after the request is known to be good
 
     rgb, alpha = pixels.split_content(request)
     size = (request.width, request.height)  # of the result
     if request.preview:
-        request.options = preview_options(request.options, request.preview)
         size = fit_size(request.width, request.height, request.preview)
         if max(request.width, request.height) > request.preview:
             rgb = resize_array(rgb, size)  # the preview needs no more
-    # Styles are decoded no larger than the run needs (automatic sizes stay within the layer).
-    styles = decode_styles(request)
     if request.auto_seconds is not None and request.options.size is None:
         from .estimate import largest_within
 

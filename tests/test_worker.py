@@ -3,6 +3,7 @@ small images (about a second of engine time each)."""
 
 from __future__ import annotations
 
+import ctypes.util
 import io
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -476,3 +478,30 @@ def test_a_preview_keeping_the_content_colours_streams_them_too(tmp_path):
     chroma = np.abs(content[..., 0] - content[..., 1]).mean()
     for _, image in streamed:
         assert np.abs(image[..., 0] - image[..., 1]).mean() > 0.5 * chroma
+
+
+@pytest.mark.parametrize("case", ["corrupt style", "cuda", "vgg16 weights"])
+def test_errors_that_need_no_network_come_back_before_torch_loads(tmp_path, case):
+    """A corrupt style, a CUDA device where no NVIDIA driver is installed, and missing VGG16
+    weights are answered without loading torch (seconds, half a minute on a busy machine): the
+    worker runs here with a `torch` that cannot be imported, and still names the problem."""
+    if case == "cuda" and (Path("/proc/driver/nvidia/version").exists()
+                           or ctypes.util.find_library("cuda")):
+        pytest.skip("an NVIDIA driver is installed here")
+    blocked = tmp_path / "blocked"
+    (blocked / "torch").mkdir(parents=True)
+    (blocked / "torch" / "__init__.py").write_text("raise ImportError('torch was loaded')\n")
+    env = dict(os.environ, PYTHONPATH=f"{blocked}{os.pathsep}{ROOT}",
+               NST_HOME=str(tmp_path / "home"))  # no VGG16 weights there
+    styles = [("bad.jpg", b"\xff\xd8\xff\xe0 not a jpeg")] if case == "corrupt style" else None
+    options = dict(FAST, device="cuda" if case == "cuda" else "cpu",
+                   model="vgg16" if case == "vgg16 weights" else "vgg19")
+    w = Worker(tmp_path / "worker.log", env=env)
+    w.send(request(to_samples(gradient(32, 24, 3, "u8"), "u8"), 32, 24, 3, "u8",
+                   styles=styles, options=options))
+    assert w.finish(60) != 0
+    final = w.final()
+    assert final["type"] == "error", final
+    words = {"corrupt style": "bad.jpg", "cuda": "no NVIDIA GPU driver",
+             "vgg16 weights": "VGG16 weights are not installed"}[case]
+    assert words in final["message"] and "torch was loaded" not in w.log_text()
