@@ -23,6 +23,7 @@ import errno
 import json
 import numbers
 import os
+import re
 import shlex
 import signal
 import stat
@@ -93,8 +94,8 @@ class BridgeError(Exception):
 
     def __init__(self, kind, message, log_path=None):
         message = _text(message)
-        if log_path:
-            message = u"%s Log: %s" % (message.rstrip(), _text(log_path))
+        if log_path:  # on its own line: the path is what a bug report needs, whole
+            message = u"%s\nLog: %s" % (message.rstrip(), _text(log_path))
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
@@ -204,8 +205,12 @@ def core_options(options):
             if name == "size":
                 custom = values["size_mode"] == "custom" and value
                 out["size"] = int(value) if custom else None
+                _above_zero_at_least(name, out["size"], nst_options.MIN_SIZE, "px",
+                                     "the layer's own size")
             elif name == "max_memory":  # 0: automatic
                 out[name] = float(value) if value else None
+                _above_zero_at_least(name, out[name], nst_options.MIN_MEMORY_GB, "GB",
+                                     "automatic")
             elif name in ("strength", "style_scale"):
                 out[name] = float(value)
             elif name in ("seed",):
@@ -218,6 +223,14 @@ def core_options(options):
             raise BridgeError("bad_option", "The option %s=%s is not a %s." % (
                 name, _brief(value), "word" if name in _WORDS else "number"))
     return out
+
+
+def _above_zero_at_least(name, value, low, unit, zero):
+    """Fields where 0 means something (`zero`) and small values nothing the core can do: one
+    message in the dialog's words before the core starts."""
+    if value is not None and value < low:
+        raise BridgeError("bad_option", u"\"%s\" must be 0 (%s) or at least %g %s, not %g."
+                          % (nst_options.BY_NAME[name].text, zero, low, unit, value))
 
 
 def auto_seconds(options):
@@ -974,7 +987,8 @@ def _exchange(command, parts, answer, expected, on_progress, should_cancel, on_i
     try:
         reader.start()
         writer.start()
-        return _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image)
+        return _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image,
+                     command)
     finally:
         _stop(proc)
         writer.join(1.0)
@@ -984,7 +998,7 @@ def _exchange(command, parts, answer, expected, on_progress, should_cancel, on_i
         _log_note(log_path, "core %s" % _exit_description(proc.returncode))
 
 
-def _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image):
+def _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image, command=None):
     answer, payload, deadline, fraction = None, None, None, 0.0
     while deadline is None or _monotonic() < deadline:
         if should_cancel is not None and should_cancel():
@@ -1013,8 +1027,8 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image):
             deadline = _monotonic() + EXIT_WAIT_S  # to close its output; then it is stopped
     code = _wait(proc, EXIT_WAIT_S)
     if answer is not None and answer["type"] == "error":
-        raise BridgeError(answer["kind"], _sentence(plugin_wording(answer["message"])),
-                          log_path)
+        raise BridgeError(answer["kind"],
+                          _sentence(plugin_wording(answer["message"], command)), log_path)
     if answer is not None and code == 0:
         if answer["type"] == "estimate":
             return answer
@@ -1033,13 +1047,45 @@ _DIALOG_WORDS = (
     (u"the --max-memory budget", u"the Memory limit"),
     (u"raise --max-memory", u"raise the Memory limit in the dialog"),
 )
+# An option's name where the core's message starts with it ("max_memory of 0.5 GB is too
+# small", "size must be at least 16") or names its flag: the dialog's label instead.
+_LABELS = tuple((re.compile(u"(?<![\\w-])(?:--%s|%s)(?= must | of |: )" % (
+    re.escape(o.arg), re.escape(o.name))), u"\"%s\"" % o.text)
+    for o in nst_options.OPTIONS if o.core and o.kind in ("int", "float", "choice"))
 
 
-def plugin_wording(text):
-    """The core's message with its command-line advice said in the dialog's words."""
+def plugin_wording(text, command=None):
+    """The core's message in the dialog's words: its command-line advice and option names
+    become the dialog's fields, and `nst ...` the full command of the installed core
+    (`command`, the core's own command line), which a GIMP user can paste into a terminal."""
     for flag, words in _DIALOG_WORDS:
         text = text.replace(flag, words)
+    for pattern, label in _LABELS:
+        text = pattern.sub(label, text)
+    nst = _nst_command(command)
+    if nst:
+        text = text.replace(u"`nst ", u"`%s " % nst)
     return text
+
+
+def _nst_command(command):
+    """`nst` as the installed core runs it: "python -m nst_core" for "python -m nst_core.worker",
+    the command before "worker" for "... nst worker" (ssh included); None when unknown."""
+    if not command:
+        return None
+    if list(command[-2:]) == ["-m", "nst_core.worker"]:
+        parts = list(command[:-1]) + ["nst_core"]
+    elif command[-1] == "worker" and len(command) > 1:
+        parts = list(command[:-1])
+    else:
+        return None
+    return u" ".join(_quoted(_text(p)) for p in parts)
+
+
+def _quoted(part):
+    if part and not any(c in part for c in u" \t\"'$`\\;&|<>()*?"):
+        return part
+    return u"\"%s\"" % part.replace(u"\\", u"\\\\").replace(u"\"", u"\\\"")
 
 
 def _sentence(text):

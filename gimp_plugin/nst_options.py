@@ -11,7 +11,7 @@ other and from the dialog's own buttons (_Help, _Reset, _Load/_Save Settings, _C
 """
 
 # Python 2.7 compatible on purpose: a class of object, the __future__ imports.
-# ruff: noqa: UP004, UP010
+# ruff: noqa: UP004, UP010, UP031, UP032
 
 from __future__ import absolute_import, division, print_function
 
@@ -26,15 +26,21 @@ class Option(object):
     choices: ((value, label, help), ...); low, high: the range of a number; step: its step
     in GIMP 2.10's slider or spinner (none: a plain entry there);
     gimp: the GIMP versions (2, 3) whose dialog shows it;
-    core: sent to the core as an option (the style arguments are not: they are the styles)."""
+    core: sent to the core as an option (the style arguments are not: they are the styles);
+    advanced: technical, under GIMP 3's "Advanced" expander, below the artistic controls."""
 
     def __init__(self, name, kind, default, label, help, label2=None, choices=(), low=None,
-                 high=None, step=None, gimp=(2, 3), core=True):
+                 high=None, step=None, gimp=(2, 3), core=True, advanced=False):
         self.name, self.kind, self.default = name, kind, default
         self.label, self.help = label, help
         self.label2 = label2 or label.replace("_", "")
         self.choices, self.low, self.high, self.step = tuple(choices), low, high, step
-        self.gimp, self.core = tuple(gimp), core
+        self.gimp, self.core, self.advanced = tuple(gimp), core, advanced
+
+    @property
+    def text(self):
+        """The GIMP 3 label as text (no mnemonic): what messages call the field."""
+        return self.label.replace("_", "")
 
     @property
     def arg(self):
@@ -48,6 +54,8 @@ class Option(object):
 
 
 MAX_SIZE = 16384  # nst_core.options.MAX_SIZE
+MIN_SIZE = 16  # the core's smallest size (VGG's poolings); 0 in "size" means the layer's own
+MIN_MEMORY_GB = 0.75  # nst_core.options.MIN_MEMORY_GB; 0 in "max_memory" means automatic
 MAX_SEED = 2147483647  # G_MAXINT: GIMP's int arguments are 32-bit (the core takes 64)
 STYLE_FILES = 3  # GIMP 3's dialog; GIMP 2.10's shows the first two
 BUTTON_MNEMONICS = "hrlsco"  # _Help _Reset _Load Saved Settings _Save Settings _Cancel _OK
@@ -134,23 +142,26 @@ OPTIONS = (
            "Whether the result keeps the layer's own colors, and how", choices=COLOR_CHOICES,
            label2="Keep the layer's colors"),
     Option("model", "choice", "vgg19", "_Network",
-           "The neural network whose features define content and style", choices=MODEL_CHOICES),
+           "The neural network whose features define content and style", choices=MODEL_CHOICES,
+           advanced=True),
     Option("style_loss", "choice", "gram", "St_yle loss",
            "How the painting's style is compared with the style image's",
-           choices=STYLE_LOSS_CHOICES),
+           choices=STYLE_LOSS_CHOICES, advanced=True),
     Option("device", "choice", "auto", "_Device", "Where the neural network runs",
-           choices=DEVICE_CHOICES),
+           choices=DEVICE_CHOICES, advanced=True),
     Option("seed", "int", 0, "Random s_eed", "The same seed and settings give the same result",
-           low=0, high=MAX_SEED),
+           low=0, high=MAX_SEED, advanced=True),
     Option("max_memory", "float", 0.0, "_Memory limit (GB)",
-           "The most memory the painting may use (0 = automatic: most of what is free). "
-           "Larger layers are painted in blocks within it, with the same result.",
-           low=0.0, high=1024.0, label2="Memory limit (GB; 0 = automatic)"),
+           "The most memory the painting may use: 0 = automatic (most of what is free), else "
+           "at least {:g} GB. Larger layers are painted in blocks within it, with the same "
+           "result.".format(MIN_MEMORY_GB),
+           low=0.0, high=1024.0, label2="Memory limit (GB; 0 = automatic)", advanced=True),
     # Not a core option: the bridge sends it as the request's auto_seconds.
     Option("auto_minutes", "float", 10.0, "_Time limit for Automatic (min)",
            "With 'Paint at: Automatic': the longest a run may take on this machine before the "
            "painting is computed smaller than the layer (and enlarged, softer at 100 %)",
-           low=0.5, high=1440.0, label2="Time limit for Automatic (minutes)", core=False),
+           low=0.5, high=1440.0, label2="Time limit for Automatic (minutes)", core=False,
+           advanced=True),
 )
 
 BY_NAME = dict((o.name, o) for o in OPTIONS)

@@ -12,6 +12,7 @@ weights are missing. NST_REQUIRE_GIMP=1 turns those skips into failures (for CI)
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -236,11 +237,12 @@ def test_indexed_image_is_refused_with_one_clear_error(gimp_run):
 
 
 def test_missing_style_file_is_one_clear_error(gimp_run):
-    # GIMP itself refuses a file that does not exist for an "open" file argument, before the
-    # plug-in starts: a calling error naming the argument.
+    # The plug-in's own message naming the file and its field, not GIMP's "value '<not
+    # transformable to string>' ... out of range".
     r = case(gimp_run, "missing_style")
-    assert r["status"] in ("calling-error", "execution-error")
-    assert "style-file" in r["message"] or r["missing"] in r["message"]
+    assert r["status"] == "execution-error", r
+    assert r["missing"] in r["message"] and "Style image" in r["message"]
+    assert "does not exist" in r["message"] and "transformable" not in r["message"]
     assert r["unchanged"]
 
 
@@ -304,7 +306,7 @@ def test_a_layer_of_another_image_and_a_file_blend_as_styles(gimp_run):
     r = case(gimp_run, "style_layer")
     assert r["status"] == "success", r["message"]
     (new,) = r["added"]
-    assert new["name"] == f"Photo ({STYLE_NAME} + Brushes)"
+    assert new["name"] == f"Photo ({STYLE_NAME} + Starry Night: Brushes)"  # image: layer
     assert new["format"] == "R'G'B'A u8"
     assert r["source_unchanged"] and r["style_image_unchanged"]
 
@@ -346,6 +348,19 @@ def test_dialog_runs_on_ok(gui_run):
     assert st["ack"] == "ok", st
     assert st["status"] == "success", st["message"]
     assert st["layers"] == [f"Photo ({STYLE_NAME})", "Photo"]
+
+
+def test_the_dialog_offers_only_values_the_core_takes(gui_run):
+    """Custom size is greyed out unless Paint at is Custom and starts at the core's smallest
+    size; the memory limit skips the values that always fail; the technical fields sit under
+    Advanced."""
+    state = json.loads((gui_run["session"].dir / "dialog-state.json").read_text())
+    assert state["size_sensitive_layer"] is False and state["size_sensitive_custom"] is True
+    assert state["size"]["lower"] == 16 and state["size"]["upper"] == 16384
+    assert state["memory_up"] == 0.75 and state["memory_down"] == 0.0
+    assert state["expander"] == "Advanced" and state["expanded"] is False
+    assert state["advanced"] == ["model", "style-loss", "device", "seed", "max-memory",
+                                 "auto-minutes"]
 
 
 def test_last_values_are_remembered(gui_run):

@@ -77,8 +77,11 @@ def _add_argument(procedure, option):
 
 
 def _add_file_argument(procedure, name, nick, blurb):
+    # ANY, not OPEN: with OPEN, GIMP itself refuses a missing file a script passes, with "value
+    # '<not transformable to string>' ... out of range"; the plug-in says which file instead.
+    # The dialog shows an "open" chooser of its own for it (_file_choosers).
     try:  # GIMP 3.0 and 3.2: (name, nick, blurb, action, none_ok, default_file, flags)
-        procedure.add_file_argument(name, nick, blurb, Gimp.FileChooserAction.OPEN,
+        procedure.add_file_argument(name, nick, blurb, Gimp.FileChooserAction.ANY,
                                     True, None, RW)
     except TypeError:  # the GIMP 2.99 development series: (name, nick, blurb, flags)
         procedure.add_file_argument(name, nick, blurb, RW)
@@ -146,17 +149,32 @@ def _style_stem(path):
     return os.path.splitext(os.path.basename(path))[0] or "style"
 
 
+def _layer_stem(drawable):
+    """A style layer as the result's name gives it: its image's file and the layer
+    ("starry_night: Background"), not the layer alone, which is often just "Background"; the
+    layer alone for an image never saved."""
+    file = drawable.get_image().get_file()
+    path = file.get_path() or file.get_basename() if file is not None else None
+    return f"{_style_stem(path)}: {drawable.get_name()}" if path else drawable.get_name()
+
+
 def _style_files(config):
-    """The chosen style files' paths, in order; empty ones are skipped."""
+    """The chosen style files' paths, in order; empty ones are skipped. A file that is not
+    there (a script's typo, a file moved since the last run) is named with its field."""
     paths = []
-    for name in STYLE_FILES:
-        style = config.get_property(name)
+    for option in nst_options.OPTIONS:
+        style = config.get_property(option.arg) if option.kind == "file" else None
         if style is None:
             continue
         path = style.get_path()
         if not path:
             raise ValueError(f"The style image {style.get_uri()} is not a local file; save it "
                              "to disk first.")
+        if not os.path.isfile(path):
+            problem = "is a folder, not an image file" if os.path.isdir(path) else \
+                "does not exist"
+            raise ValueError(f"The style image {path} ({option.text}) {problem}: choose "
+                             "another file.")
         paths.append(path)
     return paths
 
@@ -197,7 +215,7 @@ def _settings(config, thumbnail=None):
     style_layer = config.get_property("style-layer")
     if style_layer is not None:
         styles.append(_style_pixels(style_layer, thumbnail))
-        names.append(styles[-1]["name"])
+        names.append(_layer_stem(style_layer))
     options = dict((o.name, config.get_property(o.arg)) for o in nst_options.OPTIONS
                    if o.kind not in ("file", "drawable"))  # the styles are read above
     if styles:
@@ -213,11 +231,86 @@ def _estimate_text(answer, config, width, height):
 
 
 def _dialog_fields():
-    """The dialog's fields, top to bottom: nst_options' order, the time estimate below the
-    size it depends on."""
-    names = [o.arg for o in nst_options.for_gimp(3)]
-    names.insert(names.index("size") + 1, "estimate")
-    return names
+    """(the artistic fields, top to bottom; the technical ones, under "Advanced"), in
+    nst_options' order, the time estimate below the size it depends on. The style files are not
+    here: the dialog has choosers of its own for them (_file_choosers)."""
+    shown = [o for o in nst_options.for_gimp(3) if o.kind != "file"]
+    top = [o.arg for o in shown if not o.advanced]
+    top.insert(top.index("size") + 1, "estimate")
+    return top, [o.arg for o in shown if o.advanced]
+
+
+def _file_choosers(config):
+    """An "open" chooser for each style file argument, bound to it both ways: GIMP's own widget
+    refuses file arguments declared ANY (see _add_file_argument)."""
+    box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+    for o in nst_options.for_gimp(3):
+        if o.kind != "file":
+            continue
+        chooser = GimpUi.FileChooser.new(Gimp.FileChooserAction.OPEN, o.label, o.text, None)
+        chooser.set_tooltip_text(o.help)
+        config.bind_property(o.arg, chooser, "file", GObject.BindingFlags.BIDIRECTIONAL
+                             | GObject.BindingFlags.SYNC_CREATE)
+        box.pack_start(chooser, False, False, 0)
+    return box
+
+
+def _real_ranges(dialog, config):
+    """The dialog offers only values the core takes. "Custom size" is greyed out unless Paint
+    at is Custom, and goes from the core's smallest size (a script may still send 0, the
+    layer's own). The memory limit is 0 (automatic) or at least MIN_MEMORY_GB: a value between
+    jumps to the nearer end of the gap, in the direction the user moved."""
+    size = dialog.get_widget("size", GObject.TYPE_NONE)
+    if hasattr(size, "get_spin_button"):
+        size.get_spin_button().get_adjustment().set_lower(nst_options.MIN_SIZE)
+
+    def size_mode(*_):
+        size.set_sensitive(config.get_property("size-mode") == "custom")
+
+    config.connect("notify::size-mode", size_mode)
+    size_mode()
+    low, last = nst_options.MIN_MEMORY_GB, [config.get_property("max-memory")]
+
+    def memory(*_):
+        value = config.get_property("max-memory")
+        if 0 < value < low:
+            value = low if value > last[0] else 0.0
+            config.set_property("max-memory", value)
+        last[0] = value
+
+    config.connect("notify::max-memory", memory)
+    memory()
+    return size
+
+
+def _write_state(path, dialog, config, advanced_fields, expander):
+    """Tests only ($NST_DIALOG_STATE): what the dialog shows, as JSON, for a real-GIMP test
+    that cannot see the screen (greyed fields, ranges, what sits under Advanced)."""
+    import json
+
+    def spin(name):
+        widget = dialog.get_widget(name, GObject.TYPE_NONE)
+        adjustment = widget.get_spin_button().get_adjustment()
+        return dict(sensitive=widget.get_sensitive(), lower=adjustment.get_lower(),
+                    upper=adjustment.get_upper(), value=config.get_property(name))
+
+    state = dict(size=spin("size"), max_memory=spin("max-memory"),
+                 advanced=advanced_fields, expander=expander.get_label(),
+                 expanded=expander.get_expanded())
+    saved = [(name, config.get_property(name)) for name in ("size-mode", "max-memory")]
+    for mode in ("layer", "custom"):
+        config.set_property("size-mode", mode)
+        state["size_sensitive_" + mode] = \
+            dialog.get_widget("size", GObject.TYPE_NONE).get_sensitive()
+    config.set_property("max-memory", 0.0)
+    config.set_property("max-memory", 0.3)  # up from 0: the gap's top
+    state["memory_up"] = config.get_property("max-memory")
+    config.set_property("max-memory", 0.5)  # down from there: 0
+    state["memory_down"] = config.get_property("max-memory")
+    for name, value in saved:
+        config.set_property(name, value)
+    with open(path, "w") as f:
+        json.dump(state, f)
 
 
 class _Preview:
@@ -342,8 +435,17 @@ def _show_dialog(procedure, config, layers):
         label.set_text(_estimate_text(answer, config, width, height))
 
     config.connect("notify", update)
-    settings = dialog.fill_box("settings", _dialog_fields())
+    top, advanced = _dialog_fields()
+    dialog.fill_box("advanced-box", advanced)
+    dialog.get_label("advanced-title", "Advanced", False, False)
+    expander = dialog.fill_expander("advanced", "advanced-title", False, "advanced-box")
+    settings = dialog.fill_box("settings", top + ["advanced"])
     dialog.fill(["settings"])
+    choosers = _file_choosers(config)
+    settings.pack_start(choosers, False, False, 0)
+    settings.reorder_child(choosers, 0)  # the styles first, as the arguments are
+    choosers.show_all()
+    _real_ranges(dialog, config)
     largest = max(layers, key=lambda lay: lay.get_width() * lay.get_height())
     preview = _Preview(config, largest)
     # Beside the settings, not below them: the dialog must fit a laptop's screen.
@@ -355,6 +457,8 @@ def _show_dialog(procedure, config, layers):
     parent.pack_start(row, True, True, 0)
     parent.reorder_child(row, 0)
     row.show_all()
+    if os.environ.get("NST_DIALOG_STATE"):
+        _write_state(os.environ["NST_DIALOG_STATE"], dialog, config, advanced, expander)
     try:
         return dialog.run()
     finally:

@@ -538,6 +538,7 @@ def case_style_layer():
     src = img.get_layers()[0]
     style_img = make_image(40, 40, precision=Gimp.Precision.FLOAT_LINEAR, grey=True,
                            name="Brushes")
+    style_img.set_file(Gio.File.new_for_path("/nowhere/Starry Night.xcf"))  # its name, no save
     style_before = snapshot(style_img)
     before = snapshot(img)
     r = run_proc(img, [src], **{"style-layer": style_img.get_layers()[0],

@@ -147,7 +147,9 @@ def run_gui(s: Session, script: Path, params: dict, timeout=600):
     Returns (CompletedProcess of the driver, results)."""
     params = dict(params, out=s.inside(s.dir / "result.json"))
     (s.dir / "params.json").write_text(json.dumps(params))
-    env = s.env(NST_GIMP_TEST_PARAMS=s.inside(s.dir / "params.json"))
+    # NST_DIALOG_STATE: the plug-in writes what its dialog shows there (greyed fields, ranges).
+    env = s.env(NST_GIMP_TEST_PARAMS=s.inside(s.dir / "params.json"),
+                NST_DIALOG_STATE=s.inside(s.dir / "dialog-state.json"))
     argv = ["python3", str(HERE / "gui_driver.py"), s.inside(s.dir), "gimp", _batch(script),
             str(timeout)]
     proc = chroot.run(argv, binds=s.binds, overlays=s.overlays, env=env, root=s.root,
