@@ -61,6 +61,8 @@ def test_the_plugin_table_agrees_with_the_cores_options():
         if o.core and o.name not in ("size_mode", "size", "max_memory"):
             assert getattr(defaults, o.name) == o.default, o.name
     assert nst_options.BY_NAME["size"].high == core.MAX_SIZE
+    assert nst_options.MIN_SIZE == dataclasses.fields(core.Options)[0].metadata["minimum"]
+    assert nst_options.MIN_MEMORY_GB == core.MIN_MEMORY_GB
     assert nst_options.BY_NAME["style_scale"].high == core.MAX_STYLE_SCALE
     assert nst_options.MAX_SEED <= core.MAX_SEED
     # Every value a dialog can give is one the core takes (0: "automatic", sent as None).
@@ -273,7 +275,7 @@ def test_python27_non_ascii_paths_and_messages(tmp_path):
                           env=env, timeout=60)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["kind"] == "bad_image", done.stderr
-    assert out["message"].startswith("Le style \u00e9t\u00e9 est illisible. Log: ")
+    assert out["message"].startswith("Le style \u00e9t\u00e9 est illisible.\nLog: ")
     assert "Jos\u00e9" in out["message"] and out["unicode"] and out["str_ok"]
 
 
@@ -321,7 +323,8 @@ def test_python27_hardening(tmp_path):
     assert out["junk"][0] == out["nested"][0] == "core_crashed"
     assert "fraction is an object" in out["junk"][1]
     assert out["error"][0] == "internal" and out["error"][1].startswith("Caf\u00e9")
-    assert all(c.isprintable() for c in out["error"][1])
+    message, log_line = out["error"][1].rsplit("\n", 1)
+    assert all(c.isprintable() for c in message) and log_line.startswith("Log: ")
     assert out["fifo"][0] == "bad_image" and "not an image file" in out["fifo"][1]
     assert out["format"][0] == "bad_request" and '"u9"' in out["format"][1]
     assert out["mode"] in ("0700", "0o700")
@@ -556,9 +559,10 @@ def replay_core(tmp_path, output: str, then: str = "sys.exit(0)") -> str:
 
 
 def assert_readable(error, tmp_path):
-    """One sentence or two a user can read, ending with the log."""
+    """One sentence or two a user can read, then the log's path on its own line."""
     assert_names_log(error, tmp_path)
-    text = error.message
+    text, log_line = error.message.rsplit("\n", 1)
+    assert log_line.startswith("Log: ")
     assert text[:1].isupper() and len(text) < 1500, text
     assert all(c.isprintable() for c in text), repr(text)
     assert "Traceback" not in text
@@ -1195,6 +1199,34 @@ def test_device_advice_is_in_the_dialogs_words(tmp_path):
     assert "Choose Device: CPU or Automatic in the dialog" in e.value.message
     assert "free some memory or raise the Memory limit in the dialog" == nst_bridge.plugin_wording(
         "free some memory or raise --max-memory")
+
+
+def test_core_messages_use_the_dialogs_labels_and_the_full_nst_command():
+    """What the core says about an option names the field the user sees, and the command it
+    advises is one the user can paste: the installed core's own, not a bare `nst`."""
+    wording = nst_bridge.plugin_wording
+    assert wording("max_memory of 0.5 GB is too small for anything") == \
+        '"Memory limit (GB)" of 0.5 GB is too small for anything'
+    assert wording("size must be at least 16, not 8") == \
+        '"Custom size (px)" must be at least 16, not 8'
+    assert wording("choose a smaller size") == "choose a smaller size"  # a word, not the option
+    venv = ["/home/ann/My Tools/venv/bin/python", "-m", "nst_core.worker"]
+    assert wording("Run `nst weights fetch --model vgg16`.", venv) == \
+        'Run `"/home/ann/My Tools/venv/bin/python" -m nst_core weights fetch --model vgg16`.'
+    remote = ["ssh", "gpu-box", "/opt/nst/bin/nst", "worker"]
+    assert wording("Run `nst weights fetch`.", remote) == \
+        "Run `ssh gpu-box /opt/nst/bin/nst weights fetch`."
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"size_mode": "custom", "size": 8}, '"Custom size (px)" must be 0 (the layer\'s own size) '
+                                         'or at least 16 px, not 8'),
+    ({"max_memory": 0.5}, '"Memory limit (GB)" must be 0 (automatic) or at least 0.75 GB'),
+])
+def test_values_the_core_never_takes_are_refused_before_it_starts(options, words):
+    with pytest.raises(nst_bridge.BridgeError) as e:
+        nst_bridge.core_options(options)
+    assert e.value.kind == "bad_option" and words in e.value.message
 
 
 # -- requests a script can get wrong, and the live preview -----------------------------------------
