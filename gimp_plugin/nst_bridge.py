@@ -746,6 +746,24 @@ def _stop(proc):
     proc.wait()
 
 
+# ssh's options that take a value (`ssh -p 2222 -i key host command`): skipped to find the host.
+_SSH_VALUE_OPTIONS = "BbcDEeFIiJLlmOoPpQRSWw"
+
+
+def _ssh_host(command):
+    """The host of a core command run through ssh (a remote core), else None."""
+    if not command or os.path.basename(command[0]).split(".")[0] != "ssh":
+        return None
+    args = iter(command[1:])
+    for arg in args:
+        if arg.startswith("-") and len(arg) > 1:
+            if arg[-1] in _SSH_VALUE_OPTIONS and len(arg) == 2:
+                next(args, None)
+            continue
+        return arg
+    return None
+
+
 def _exit_description(code):
     if code is None:
         return "did not exit within %.0f s" % EXIT_WAIT_S
@@ -1035,6 +1053,13 @@ def _talk(proc, reader, writer, log_path, on_progress, should_cancel, on_image, 
         return dict(width=answer["width"], height=answer["height"],
                     channels=answer["channels"], format=answer["format"], data=payload)
     tail = _log_tail(log_path)
+    host = _ssh_host(command)
+    if host is not None and code == 255 and answer is None:  # ssh's own failure, not the core's
+        raise BridgeError("core_missing", u"The neural style core on %s could not be reached "
+                          u"over ssh%s. Check the host and the key in %s (or nst-core.json): "
+                          u"`%s` must work in a terminal without asking anything." % (
+                              host, (": " + tail.rstrip(".")) if tail else "", ENV_COMMAND,
+                              u" ".join(_quoted(_text(p)) for p in command)), log_path)
     raise BridgeError("core_crashed", "The neural style core %s %s%s." % (
         "answered, but then" if answer is not None else "gave no answer: it",
         _exit_description(code), (". Last log lines: " + tail) if tail else ""), log_path)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 
 import pytest
 
@@ -71,6 +73,55 @@ def gimp_run():
         yield results
     finally:
         harness.close_session(s)
+
+
+@pytest.fixture(scope="module")
+def remote_run(tmp_path_factory):
+    """A GIMP session whose core runs through ssh (tests/remote.py's private sshd), as the
+    README's NST_CORE_COMMAND="ssh HOST nst worker" does."""
+    import shutil
+
+    from tests import remote
+
+    sshd = remote.start(tmp_path_factory.mktemp("sshd"))
+    s = _session(chroot.PACKAGES + ("openssh-client",))
+    try:
+        for key in ("user_key", "other_key"):  # where ssh inside the chroot can read them
+            shutil.copy(sshd.folder / key, s.dir / key)
+        inside = {key: ["-i", s.inside(s.dir / key)] for key in ("user_key", "other_key")}
+
+        def command(key):
+            c = sshd.command()
+            return c[:c.index("-i")] + inside[key] + c[c.index("-i") + 2:]
+
+        params = {"style": s.inside(s.dir / f"{STYLE_NAME}.png"),
+                  "core_config": s.inside(s.core_config), "options": OPTIONS,
+                  "cancel_options": CANCEL_OPTIONS, "remote_command": command("user_key"),
+                  "refused_command": command("other_key"),
+                  "cases": ["remote_run", "remote_kill", "remote_refused"]}
+        # The remote cores run outside the chroot: watched from here, on the same clock.
+        watching, seen = threading.Event(), []
+
+        def watch():
+            while not watching.wait(0.05):
+                if sshd.cores():
+                    seen.append(time.time())
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            proc, results = harness.run_headless(s, CHECKS, params)
+        finally:
+            watching.set()
+            watcher.join(5)
+        if not results.get("done"):
+            pytest.fail(f"GIMP did not finish the checks (exit {proc.returncode}):\n"
+                        f"{(proc.stdout or '')[-4000:]}")
+        results["remote_core_seen"] = seen
+        yield results
+    finally:
+        harness.close_session(s)
+        sshd.close()
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +389,34 @@ def test_undo_groups_balanced(gimp_run):
     # GIMP closes undo groups a plug-in left open and says so; there must be no such message.
     assert "inconsistent state" not in gimp_run["output"]
     assert "undo" not in gimp_run["output"].lower(), gimp_run["output"][-3000:]
+
+
+# -- the core on another machine, through ssh ----------------------------------------------------
+
+
+def test_a_run_through_ssh_adds_the_painted_layer(remote_run):
+    r = case(remote_run, "remote_run")
+    assert r["status"] == "success", r["message"]
+    (new,) = r["added"]
+    assert new["name"] == f"Photo ({STYLE_NAME})" and r["source_unchanged"]
+
+
+def test_a_cancel_through_ssh_stops_the_remote_core(remote_run):
+    r = case(remote_run, "remote_kill")
+    assert "error" not in r, r
+    assert r["client_cmd"].startswith("ssh ") and r["status"] != "success" and r["unchanged"]
+    killed, seen = r["killed_at"], remote_run["remote_core_seen"]
+    assert any(killed - 1.0 < t < killed for t in seen), "no remote core was painting"
+    outlived = max(seen) - killed
+    assert outlived < 3.0, f"the remote core outlived the plug-in by {outlived:.1f} s"
+    assert r["client_exit_s"] < 3.0  # the local ssh client ends too
+
+
+def test_a_refused_key_is_one_message_in_the_dialog(remote_run):
+    r = case(remote_run, "remote_refused")
+    assert r["status"] == "execution-error" and r["unchanged"]
+    assert "could not be reached over ssh" in r["message"]
+    assert "Permission denied" in r["message"] and ".." not in r["message"]
 
 
 # -- the GUI: dialog, remembered values, undo ---------------------------------------------------

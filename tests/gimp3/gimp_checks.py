@@ -599,6 +599,73 @@ def case_closed_style_image():
     return r
 
 
+# -- the core on another machine, through ssh (params: remote_command, refused_command) -------
+
+
+def _with_remote(command, fn):
+    path, saved = _with_core_command(command)
+    try:
+        return fn()
+    finally:
+        with open(path, "w") as f:
+            f.write(saved)
+
+
+def case_remote_run():
+    img = make_image()
+    before = snapshot(img)
+
+    def run():
+        r = run_proc(img, img.get_layers())
+        r.update(added=[layer_info(img, lay) for lay in new_layers(before, img)],
+                 source_unchanged=source_unchanged(before, img))
+        return r
+
+    r = _with_remote(PARAMS["remote_command"], run)
+    img.delete()
+    return r
+
+
+def case_remote_kill():
+    """The user cancels (GIMP kills the plug-in) while the core paints on the other machine:
+    the ssh client loses its input, the remote core its stdin, and it stops. The remote core
+    is out of this chroot's sight: the test watches it from outside and compares with the
+    time of the kill recorded here (one clock, one machine)."""
+    img = make_image(160, 120)
+    info = {}
+
+    def killer():
+        t_end = time.monotonic() + 120
+        client = None
+        while time.monotonic() < t_end and not client:
+            client = [(pid, p["ppid"]) for pid, p in _processes().items()
+                      if p["cmd"].startswith("ssh ") and "worker" in p["cmd"]]
+            time.sleep(0.05)
+        if not client:
+            info["error"] = "no ssh client started"
+            return
+        time.sleep(4.0)  # connected, and painting
+        pid, plugin = client[0]
+        info["client_cmd"] = _processes().get(pid, {}).get("cmd")
+        info["killed_at"] = time.time()
+        os.kill(plugin, signal.SIGKILL)
+        while _alive(pid) and time.time() < info["killed_at"] + 30:
+            time.sleep(0.02)
+        info["client_exit_s"] = round(time.time() - info["killed_at"], 2)
+
+    return _with_remote(PARAMS["remote_command"], lambda: _run_with_killer(
+        img, killer, info, PARAMS.get("cancel_options", {}), 60))
+
+
+def case_remote_refused():
+    img = make_image()
+    before = snapshot(img)
+    r = _with_remote(PARAMS["refused_command"], lambda: run_proc(img, img.get_layers()))
+    r["unchanged"] = snapshot(img) == before
+    img.delete()
+    return r
+
+
 CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16),
          ("float_grey", case_float_grey), ("two_layers", case_two_layers),
          ("mask", case_mask), ("indexed", case_indexed),
@@ -607,7 +674,10 @@ CASES = [("basic", case_basic), ("selection", case_selection), ("u16", case_u16)
          ("broken_core", case_broken_core), ("crashing_core", case_crashing_core),
          ("cancel", case_cancel), ("cancel_blocks", case_cancel_blocks),
          ("style_layer", case_style_layer), ("bad_weights", case_bad_weights),
-         ("indexed_style", case_indexed_style), ("closed_style_image", case_closed_style_image)]
+         ("indexed_style", case_indexed_style), ("closed_style_image", case_closed_style_image),
+         ("remote_run", case_remote_run), ("remote_kill", case_remote_kill),
+         ("remote_refused", case_remote_refused)]
+REMOTE = ("remote_run", "remote_kill", "remote_refused")  # only in a session given an sshd
 
 
 def main():
@@ -627,9 +697,9 @@ def main():
             RESULTS["defaults"][a.name] = v if isinstance(v, (int, float, str, bool)) or v is None \
                 else str(v)
         save()
-        wanted = PARAMS.get("cases")
+        wanted = PARAMS.get("cases") or [name for name, _ in CASES if name not in REMOTE]
         for name, fn in CASES:
-            if wanted and name not in wanted:
+            if name not in wanted:
                 continue
             try:
                 RESULTS["cases"][name] = fn()

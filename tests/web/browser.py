@@ -9,10 +9,10 @@ Selenium Manager never downloads anything.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import pytest
+
+from tests import apt
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -25,22 +25,7 @@ def _installed() -> bool:
 
 def ensure_browser() -> str | None:
     """None when chromium and chromedriver are there (installed now if need be), else why not."""
-    if _installed():
-        return None
-    if not shutil.which("apt-get"):
-        return "chromium and chromium-driver are missing and there is no apt-get to install them"
-    if os.geteuid() != 0:
-        return ("chromium and chromium-driver are missing; installing them needs root: "
-                "apt-get install chromium chromium-driver")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    r = subprocess.run(install, env=env, capture_output=True, text=True)
-    if r.returncode:  # the package lists may be stale or absent
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        r = subprocess.run(install, env=env, capture_output=True, text=True)
-    if r.returncode or not _installed():
-        return f"apt-get install {' '.join(PACKAGES)} failed: {(r.stderr or r.stdout)[-500:]}"
-    return None
+    return apt.ensure(PACKAGES, _installed)
 
 
 def chrome(download_dir: str, width: int = 1280, height: int = 900):
