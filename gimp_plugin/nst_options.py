@@ -27,15 +27,19 @@ class Option(object):
     in GIMP 2.10's slider or spinner (none: a plain entry there);
     gimp: the GIMP versions (2, 3) whose dialog shows it;
     core: sent to the core as an option (the style arguments are not: they are the styles);
-    advanced: technical, under GIMP 3's "Advanced" expander, below the artistic controls."""
+    advanced: technical, under GIMP 3's "Advanced" expander, below the artistic controls;
+    zero: what 0 means where it means something (sent to the core as None), and least: then the
+    smallest other value the core takes (the dialog skips the values between)."""
 
     def __init__(self, name, kind, default, label, help, label2=None, choices=(), low=None,
-                 high=None, step=None, gimp=(2, 3), core=True, advanced=False):
+                 high=None, step=None, gimp=(2, 3), core=True, advanced=False, zero=None,
+                 least=None):
         self.name, self.kind, self.default = name, kind, default
         self.label, self.help = label, help
         self.label2 = label2 or label.replace("_", "")
         self.choices, self.low, self.high, self.step = tuple(choices), low, high, step
         self.gimp, self.core, self.advanced = tuple(gimp), core, advanced
+        self.zero, self.least = zero, least
 
     @property
     def text(self):
@@ -130,7 +134,8 @@ OPTIONS = (
     Option("size", "int", 1024, "Custom si_ze (px)",
            "With 'Custom size': the long side the painting is computed at, in pixels (0 = the "
            "layer's own size). Above the layer's size it is computed larger and scaled down.",
-           low=0, high=MAX_SIZE, step=1, label2="Custom size (long side, px; 0 = layer size)"),
+           low=0, high=MAX_SIZE, step=1, label2="Custom size (long side, px; 0 = layer size)",
+           zero="the layer's own size", least=MIN_SIZE),
     Option("style_scale", "float", 1.0, "Style sc_ale",
            "Size of the style image relative to the painting (never past the style image's own "
            "size): larger gives bigger brush strokes", low=0.1, high=8.0, step=0.1,
@@ -155,7 +160,8 @@ OPTIONS = (
            "The most memory the painting may use: 0 = automatic (most of what is free), else "
            "at least {:g} GB. Larger layers are painted in blocks within it, with the same "
            "result.".format(MIN_MEMORY_GB),
-           low=0.0, high=1024.0, label2="Memory limit (GB; 0 = automatic)", advanced=True),
+           low=0.0, high=1024.0, label2="Memory limit (GB; 0 = automatic)", advanced=True,
+           zero="automatic", least=MIN_MEMORY_GB),
     # Not a core option: the bridge sends it as the request's auto_seconds.
     Option("auto_minutes", "float", 10.0, "_Time limit for Automatic (min)",
            "With 'Paint at: Automatic': the longest a run may take on this machine before the "

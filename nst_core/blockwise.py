@@ -25,29 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import losses
+from . import losses, networks
+from .networks import layer_stride, margin_for
+from .vgg import channels_last
 
-STRIDE = 16  # VGG19's four 2x2 poolings: blocks start on multiples of this
-LAYER_STRIDE = {1: 1, 2: 2, 3: 4, 4: 8, 5: 16}  # relu<block>_k: pixels per feature
-
-
-def layer_stride(layer: str) -> int:
-    return LAYER_STRIDE[int(layer[4])]
-
-
-def margin_for(layers) -> int:
-    """Pixels a block needs beyond its core so that its core features at `layers` are exact.
-
-    Each 3x3 convolution reaches one feature further, i.e. its stride in pixels; the poolings
-    start on the 16-px grid and reach no further. relu5_1: 2x1 + 2x2 + 4x4 + 4x8 + 1x16 = 70 px,
-    so 80; relu4_2: 38, so 48. (Measured: 16 px less gives gradients off by 1e-6 to 1e-2.)"""
-    reach = 0
-    for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)):
-        deepest = max((int(k[6:]) for k in layers if int(k[4]) == block), default=0)
-        if any(int(k[4]) > block for k in layers):
-            deepest = convs
-        reach += deepest * LAYER_STRIDE[block]
-    return -(-reach // STRIDE) * STRIDE
+STRIDE = networks.POOL_GRID  # blocks start on multiples of this
 
 
 MARGIN = margin_for(("relu5_1",))  # the default style layers' deepest: 80
@@ -285,11 +267,12 @@ def content_targets(net, image: torch.Tensor, layers, autocast, core: int | None
     with torch.no_grad():
         if core is None:
             with autocast():
-                return {k: v.float() for k, v in net(_cl(image), layers).items()}
+                return {k: v.float() for k, v in net(channels_last(image), layers).items()}
         out = {}
         for block in blocks(h, w, core, margin):
             with autocast():
-                feats = net(_cl(image[..., block.ry0:block.ry1, block.rx0:block.rx1]), layers)
+                region = image[..., block.ry0:block.ry1, block.rx0:block.rx1]
+                feats = net(channels_last(region), layers)
             for k in layers:
                 s = layer_stride(k)
                 part = block.core(feats[k], s, h, w)
@@ -307,12 +290,13 @@ def style_stats(net, image: torch.Tensor, layers, autocast, core: int | None,
     with torch.no_grad():
         if core is None:
             with autocast():
-                feats = net(_cl(image), layers)
+                feats = net(channels_last(image), layers)
             return {k: losses.style_stats(feats[k], kind) for k in layers}
         stats = {k: None for k in layers}
         for block in blocks(h, w, core, margin):
             with autocast():
-                feats = net(_cl(image[..., block.ry0:block.ry1, block.rx0:block.rx1]), layers)
+                region = image[..., block.ry0:block.ry1, block.rx0:block.rx1]
+                feats = net(channels_last(region), layers)
             for k in layers:
                 s = layer_stride(k)
                 stats[k] = _add(stats[k], partial_stats(block.core(feats[k], s, h, w), h, w, s,
@@ -325,6 +309,3 @@ def style_grams(net, image: torch.Tensor, layers, autocast, core: int | None,
     """Gram matrices of `image` at `layers` (no autograd), block by block when core is set."""
     return {k: st[0] for k, st in style_stats(net, image, layers, autocast, core, margin).items()}
 
-
-def _cl(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last)

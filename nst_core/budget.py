@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import images
-from .blockwise import STRIDE, margin_for
+from . import images, networks
 from .device import available_memory
 from .errors import ImageError, TooLargeError
+from .networks import POOL_GRID as STRIDE
+from .networks import margin_for
 
 GB = 2**30
 LBFGS_HISTORY = 100  # jcjohnson/neural-style's default
@@ -79,10 +80,7 @@ def default_budget(device: torch.device) -> int:
 
 def content_target_bytes(layers) -> int:
     """Per pixel: the content features kept as targets (fp32), e.g. relu4_2: 512 / 8^2 x 4."""
-    from .blockwise import layer_stride
-
-    channels = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-    return sum(channels[int(k[4])] * 4 // layer_stride(k) ** 2 for k in layers)
+    return sum(networks.channels(k) * 4 // networks.layer_stride(k) ** 2 for k in layers)
 
 
 def state_bytes(optimizer: str, history: int, content_layers) -> int:

@@ -176,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_stylize(args) -> int:
-    from . import images
-    from .engine import stylize
+    from . import images, paint
 
     options = options_from_args(args)
     # Everything that can be checked is checked before any work: the output first.
@@ -188,11 +187,8 @@ def cmd_stylize(args) -> int:
     if args.save_every:
         _check_step_files(output, inputs)
     # Decode no more than the run needs: the output's long side, the styles' at style_scale.
-    content_img = images.load_image(args.content, what="content image", max_side=options.size)
-    style_side = options.style_side(max(content_img.size))
-    styles = [images.load_image(s, what="style image", max_side=style_side) for s in args.styles]
-    content, alpha = images.split_alpha(content_img)
-    del content_img
+    content = paint.read_content(args.content, options)
+    styles = paint.read_styles(args.styles, options, content)
     written = []
 
     def save_step(array, step):
@@ -200,19 +196,16 @@ def cmd_stylize(args) -> int:
 
     try:
         with _ProgressBar(disable=args.quiet) as bar:
-            result = stylize(content, styles, options, progress=bar.update,
-                             on_image=save_step if args.save_every else None,
-                             image_every=args.save_every)
-        if alpha is not None:
-            alpha = images.resize_array(alpha[..., None], (result.shape[1], result.shape[0]))
-            alpha = alpha[..., 0]
-        images.save_image(images.to_pil(result, alpha), output)
+            result = paint.paint(content, styles, options, progress=bar.update,
+                                 on_image=save_step if args.save_every else None,
+                                 image_every=args.save_every)
+        images.save_image(images.to_pil(result.rgb, result.alpha), output)
     except KeyboardInterrupt:
         if not written:
             raise
         raise Cancelled(f"interrupted; {output} was not written, but {len(written)} step "
                         f"image(s) were, the last {written[-1]}") from None
-    print(f"wrote {output} ({result.shape[1]}x{result.shape[0]})")
+    print(f"wrote {output} ({result.rgb.shape[1]}x{result.rgb.shape[0]})")
     return 0
 
 

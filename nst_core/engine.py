@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from . import blockwise, budget, estimate, images, losses, speed, weights
-from .colour import luminance, match_colours, preserve_colors
+from .colors import luminance, match_colors, preserve_colors
 from .device import describe, select_device, select_dtype
 from .errors import NSTError, OptionError, TooLargeError
 from .options import Options
@@ -77,8 +77,12 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
     run_content, run_styles = content_rgb, style_rgbs
     if options.colors == "luminance":  # Gatys et al. 2016: luminance only, colour put back
         run_content, run_styles = luminance(content_rgb), [luminance(s) for s in style_rgbs]
+        # The run paints in luminance: a start picture joins it there, and every picture it
+        # hands out (step images, live previews) gets the content's colours back, as the result.
+        start = None if start is None else luminance(start)
+        on_image = None if on_image is None else _in_colour(on_image, content_rgb)
     elif options.colors == "histogram":  # Gatys et al. 2016: the styles in the content's colours
-        run_styles = [match_colours(s, content_rgb) for s in style_rgbs]
+        run_styles = [match_colors(s, content_rgb) for s in style_rgbs]
 
     def run_on(dev: torch.device, share: float = 1.0) -> np.ndarray:
         return _Run(options, run_content, run_styles, dev, progress, should_stop, on_image,
@@ -100,9 +104,25 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
         result = run_on(torch.device("cpu"))
     if options.colors == "luminance":
-        h, w = result.shape[:2]
-        result = preserve_colors(result, images.resize_array(content_rgb, (w, h)))
+        result = _in_colour(None, content_rgb).colour(result)
     return images.to_pil(result) if as_pil else result
+
+
+class _in_colour:  # noqa: N801 - used like a function: on_image wrapped
+    """on_image(picture, step) given the picture in the content's colours (colors=luminance);
+    the content is resized once per picture size."""
+
+    def __init__(self, on_image, content_rgb: np.ndarray):
+        self.on_image, self.content, self.sized = on_image, content_rgb, None
+
+    def colour(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if self.sized is None or self.sized.shape[:2] != (h, w):
+            self.sized = images.resize_array(self.content, (w, h))
+        return preserve_colors(rgb, self.sized)
+
+    def __call__(self, rgb: np.ndarray, step: int) -> None:
+        self.on_image(self.colour(rgb), step)
 
 
 class _Run:

@@ -15,8 +15,15 @@ class NSTError(Exception):
 
 
 class OptionError(NSTError):
+    """field: the option the message is about (None: several or none), for front ends to point
+    at their own field without reading the message."""
+
     kind = "bad_option"
     exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class ImageError(NSTError):

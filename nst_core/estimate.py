@@ -21,7 +21,7 @@ from . import budget, images, losses, speed, weights
 from .device import describe, select_device, select_dtype
 from .errors import TooLargeError
 from .options import PRESETS, Options
-from .vgg import VGG
+from .vgg import VGG, channels_last
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,11 @@ def _measure(device: torch.device, dtype: torch.dtype, options: Options) -> floa
     x = (torch.rand(1, 3, h, w, generator=generator) * 255).to(device).requires_grad_(True)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     with torch.no_grad(), autocast:
-        target = {k: losses.gram(v) for k, v in net(_cl(x), options.style_layers).items()}
+        target = {k: losses.gram(v) for k, v in net(channels_last(x), options.style_layers).items()}
 
     def step():
         with autocast:
-            feats = net(_cl(x))
+            feats = net(channels_last(x))
         loss = sum(losses.style_loss(feats[k], target[k]) for k in options.style_layers)
         loss.backward()
         x.grad = None
@@ -194,6 +194,3 @@ def largest_within(options: Options, width: int, height: int, limit_s: float,
         lo, hi = (mid, hi) if fits(mid * 16) else (lo, mid - 1)
     return max(lo * 16, smallest)
 
-
-def _cl(t: torch.Tensor) -> torch.Tensor:
-    return t.contiguous(memory_format=torch.channels_last)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import files
 from .device import available_memory
 from .errors import ImageError, TooLargeError
 
@@ -228,7 +227,10 @@ def check_writable(path, inputs=()) -> Path:
         if same_file(path, source):
             raise ImageError(f"output {path} is the {what} {source}: writing there would "
                              "replace your original. Choose another output name")
-    fd, tmp = _create_temp(path)
+    try:
+        fd, tmp = files.create_temp(path)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
     os.unlink(tmp)
     return path
@@ -248,22 +250,6 @@ def name_max(folder: Path) -> int:
         return os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
         return 255
-
-
-def _create_temp(path: Path) -> tuple[int, Path]:
-    """A new file beside `path` with an unpredictable name, created exclusively (a file or link
-    planted there is never opened); ImageError says why it cannot be created."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
-        getattr(os, "O_BINARY", 0)
-    while True:
-        # A short prefix of the name: the temporary name stays within the folder's name limit.
-        tmp = path.with_name(f".{path.name[:32]}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise write_error(path, e) from None
 
 
 _REASONS = {
@@ -299,20 +285,8 @@ def save_image(img: Image.Image, path) -> Path:
 
 
 def write_atomic(path, write) -> Path:
-    """`write(file)` into a new file beside `path`, then renamed over it once on disk: readers
-    see the old file or the new one, whole, never a part."""
-    path = Path(path)
-    fd, tmp = _create_temp(path)
+    """files.write_atomic, its failure as one ImageError naming the file and the reason."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new, whole
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
-        raise
-    return path
+        return files.write_atomic(path, write)
+    except OSError as e:
+        raise write_error(path, e) from None

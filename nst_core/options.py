@@ -10,15 +10,13 @@ import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
+from . import networks
 from .errors import OptionError
 
 # Convolutions per block of each network; a layer is named after the ReLU that follows its
 # convolution (relu2_2), or as Keras names the convolution (block2_conv2): both are accepted.
-MODEL_BLOCKS = {"vgg19": (2, 2, 4, 4, 4), "vgg16": (2, 2, 3, 3, 3)}
-MODELS = tuple(MODEL_BLOCKS)
-MODEL_LAYERS = {model: tuple(f"relu{b}_{k}" for b, n in enumerate(blocks, 1)
-                             for k in range(1, n + 1))
-                for model, blocks in MODEL_BLOCKS.items()}
+MODELS = networks.MODELS
+MODEL_LAYERS = networks.LAYERS
 LAYERS = MODEL_LAYERS["vgg19"]  # every layer name of either network (VGG16's are a subset)
 COLORS = ("style", "luminance", "histogram")
 STYLE_LOSSES = ("gram", "w2")
@@ -90,8 +88,9 @@ DEFAULT_PRESET = "standard"
 
 def _opt(default, help, **meta):
     """A field with its help text, CLI hints and limits in one place. Limits: minimum, maximum
-    (inclusive; exclusive=True makes the minimum exclusive), step; validate() enforces them and
-    the web page shows them."""
+    (inclusive; exclusive=True makes the minimum exclusive), step, choices; validate() enforces
+    them and the web page shows them. affects_result=False: where and how, not what (the
+    picture is the same whatever its value; a batch does not repaint when it changes)."""
     return field(default=default, metadata=dict(help=help, **meta))
 
 
@@ -119,7 +118,8 @@ class Options:
         None, 'starting image: "content", "noise", "style" or an image file', metavar="INIT")
     seed: int = _opt(0, "random seed: the same seed gives the same image", metavar="N",
                      minimum=0, maximum=MAX_SEED)
-    device: str = _opt("auto", 'where to run: auto, cpu, cuda, cuda:N or mps', metavar="DEV")
+    device: str = _opt("auto", 'where to run: auto, cpu, cuda, cuda:N or mps', metavar="DEV",
+                       affects_result=False)
     precision: str | None = _opt(
         None, "number format of the network passes (auto: bf16/fp16 where it is as good as fp32)",
         choices=PRECISIONS)
@@ -156,7 +156,7 @@ class Options:
         None, "the most memory the run may use on its device, in GB, the process included "
         "(default: 80 percent of what is free at the start); past it the image is painted in "
         "blocks, with the same result", metavar="GB", minimum=MIN_MEMORY_GB,
-        maximum=MAX_MEMORY_GB)
+        maximum=MAX_MEMORY_GB, affects_result=False)
     detail_optimizer: str | None = _opt(
         None, "optimiser of the scales above the preset's detail size (default: the preset's, "
         "Adam; lbfgs scored better at 1 MP in the same time, but is not measured at larger "
@@ -181,11 +181,12 @@ class Options:
         """Options from a JSON-like dict (the worker's request); unknown names are an error."""
         values = dict(values)
         if "preserve_colors" in values:  # our earlier option, kept as an alias of colors
-            keep = values.pop("preserve_colors")
+            keep = values.pop("preserve_colors")  # (the one place it is understood)
             if not isinstance(keep, bool):
-                raise OptionError(f"preserve_colors must be true or false, not {keep!r}"[:120])
-            if keep:
-                values.setdefault("colors", "luminance")
+                raise OptionError(f"preserve_colors must be true or false, not {keep!r}"[:120],
+                                  field="colors")
+            if keep and values.get("colors", "style") == "style":  # the default: luminance
+                values["colors"] = "luminance"
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -206,47 +207,48 @@ class Options:
             _check_type(getattr(self, f.name), f.name, f.type)
         if self.max_memory is not None and 0 < self.max_memory < MIN_MEMORY_GB:
             raise OptionError(f"max_memory of {self.max_memory:g} GB is too small for anything: "
-                              f"the network alone needs about {MIN_MEMORY_GB:g} GB")
+                              f"the network alone needs about {MIN_MEMORY_GB:g} GB",
+                              field="max_memory")
         for f in fields(self):  # then each field's limits
             _check_limits(getattr(self, f.name), f.name, f.metadata)
-        _check_choice(self.preset, "preset", PRESETS)
+        for f in fields(self):  # then each field's choices
+            if "choices" in f.metadata:
+                _check_choice(getattr(self, f.name), f.name, f.metadata["choices"],
+                              allow_none=f.default is None)
         if not isinstance(self.style_upsample, bool):
-            raise OptionError("style_upsample must be true or false")
-        _check_choice(self.optimizer, "optimizer", OPTIMIZERS, allow_none=True)
-        _check_choice(self.precision, "precision", PRECISIONS, allow_none=True)
-        _check_choice(self.pooling, "pooling", POOLINGS)
-        _check_choice(self.detail_optimizer, "detail_optimizer", OPTIMIZERS, allow_none=True)
+            raise OptionError("style_upsample must be true or false", field="style_upsample")
         if self.init is not None and not (isinstance(self.init, str) and self.init):
-            raise OptionError('init must be "content", "noise", "style" or an image file')
+            raise OptionError('init must be "content", "noise", "style" or an image file',
+                              field="init")
         if self.init not in (None, *INITS) and not os.path.isfile(self.init):
             raise OptionError(f'init image {self.init} does not exist (init must be "content", '
-                              '"noise", "style" or an image file)')
-        _check_choice(self.colors, "colors", COLORS)
-        _check_choice(self.model, "model", MODELS)
-        _check_choice(self.style_loss, "style_loss", STYLE_LOSSES)
+                              '"noise", "style" or an image file)', field="init")
         if not isinstance(self.device, str) or not (
                 self.device in DEVICES or _is_cuda_index(self.device)):
             raise OptionError(
-                f"unknown device {self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+                f"unknown device {self.device!r}: use auto, cpu, cuda, cuda:N or mps",
+                field="device")
         for name in ("content_layers", "style_layers"):
             layers = getattr(self, name)
             if not isinstance(layers, tuple) or not layers:
-                raise OptionError(f"{name} needs at least one layer")
+                raise OptionError(f"{name} needs at least one layer", field=name)
             for layer in layers:
                 if layer not in MODEL_LAYERS[self.model]:
                     raise OptionError(
                         f"{name}: {self.model} has no layer {layer!r}; its layers are "
                         f"{', '.join(MODEL_LAYERS[self.model])} (or Keras's names, "
-                        "block1_conv1 ...)")
+                        "block1_conv1 ...)", field=name)
         if self.style_layer_weights is not None:
             if len(self.style_layer_weights) != len(self.style_layers):
                 raise OptionError(f"style_layer_weights needs {len(self.style_layers)} weights, "
-                                  f"one per style layer, not {len(self.style_layer_weights)}")
+                                  f"one per style layer, not {len(self.style_layer_weights)}",
+                                  field="style_layer_weights")
         if self.style_blend is not None:
             if not isinstance(self.style_blend, tuple) or not self.style_blend:
-                raise OptionError("style_blend needs one weight per style image")
+                raise OptionError("style_blend needs one weight per style image",
+                                  field="style_blend")
             if not sum(self.style_blend) > 0:
-                raise OptionError("style_blend weights must not all be zero")
+                raise OptionError("style_blend weights must not all be zero", field="style_blend")
 
     # -- what the engine runs -------------------------------------------------------------------
 
@@ -312,6 +314,11 @@ class Options:
         return list(zip(sizes, iterations))
 
 
+def not_affecting_result() -> set[str]:
+    """The options whose value does not change the picture (device, memory budget)."""
+    return {f.name for f in fields(Options) if f.metadata.get("affects_result") is False}
+
+
 def option_fields():
     """The Options fields with their defaults and help: what the CLI is built from."""
     for f in fields(Options):
@@ -354,11 +361,12 @@ def _check_type(value, name, annotation: str) -> None:
             _is(v, item) for v in value)
         if not ok:
             raise OptionError(f"{name} must be a list of 1 to {MAX_LIST} "
-                              f"{_TYPE_WORDS[item].removeprefix('a ')}s, not {_describe(value)}")
+                              f"{_TYPE_WORDS[item].removeprefix('a ')}s, not {_describe(value)}",
+                              field=name)
         return
     if not _is(value, base):
         raise OptionError(f"{name} must be {_TYPE_WORDS[base]}"
-                          f"{' or null' if optional else ''}, not {_describe(value)}")
+                          f"{' or null' if optional else ''}, not {_describe(value)}", field=name)
 
 
 def _is(value, kind: str) -> bool:
@@ -376,17 +384,17 @@ def _check_choice(value, name, choices, allow_none=False):
     if value is None and allow_none:
         return
     if value not in choices:
-        raise OptionError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        raise OptionError(f"{name} must be one of {', '.join(choices)}, not {value!r}", field=name)
 
 
 def _check_number(value, name, allow_none=False, minimum=None, exclusive=False):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-        raise OptionError(f"{name} must be a finite number, not {_describe(value)}")
+        raise OptionError(f"{name} must be a finite number, not {_describe(value)}", field=name)
     if minimum is not None and (value < minimum or (exclusive and value == minimum)):
         relation = "greater than" if exclusive else "at least"
-        raise OptionError(f"{name} must be {relation} {minimum:g}, not {value:g}")
+        raise OptionError(f"{name} must be {relation} {minimum:g}, not {value:g}", field=name)
 
 
 def _finite(value) -> bool:
@@ -400,11 +408,11 @@ def _check_int(value, name, allow_none=False, minimum=None, maximum=None):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OptionError(f"{name} must be a whole number, not {_describe(value)}")
+        raise OptionError(f"{name} must be a whole number, not {_describe(value)}", field=name)
     if minimum is not None and value < minimum:
-        raise OptionError(f"{name} must be at least {minimum}, not {_describe(value)}")
+        raise OptionError(f"{name} must be at least {minimum}, not {_describe(value)}", field=name)
     if maximum is not None and value > maximum:
-        raise OptionError(f"{name} must be at most {maximum}, not {_describe(value)}")
+        raise OptionError(f"{name} must be at most {maximum}, not {_describe(value)}", field=name)
 
 
 def _check_limits(value, name: str, meta) -> None:
@@ -418,6 +426,6 @@ def _check_limits(value, name: str, meta) -> None:
         else:
             _check_number(v, name, minimum=low, exclusive=meta.get("exclusive", False))
             if high is not None and v > high:
-                raise OptionError(f"{name} must be at most {high:g}, not {v:g}")
+                raise OptionError(f"{name} must be at most {high:g}, not {v:g}", field=name)
         if step and v % step:
-            raise OptionError(f"{name} must be a multiple of {step}, not {v}")
+            raise OptionError(f"{name} must be a multiple of {step}, not {v}", field=name)

@@ -47,9 +47,10 @@ core -> plug-in
   {"type": "result", "width": W, "height": H, "channels": C, "format": F, "payload": N}
       the content's size and channels; alpha is the content's alpha (times the mask, if any).
       A preview's result: its own size, channels 3, format "u8".
-  {"type": "error", "kind": K, "message": M}
+  {"type": "error", "kind": K, "message": M, "field": F}
       K: one of the NSTError kinds (bad_request, bad_option, bad_image, weights, device,
-      too_large, cancelled, internal).
+      too_large, cancelled, internal). F: for bad_option, the option the message is about
+      (an Options field name), else null; front ends point at their own field with it.
 """
 
 from __future__ import annotations

@@ -20,12 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import statistics
 import time
 import uuid
 
-from . import weights
+from . import files, weights
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +166,10 @@ def _update():
         _lock(lock)
         record = read()
         yield record
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
         try:
-            tmp.write_text(json.dumps(record, indent=1))
-            os.replace(tmp, path)
+            files.write_atomic(path, lambda f: f.write(json.dumps(record, indent=1).encode()))
         except OSError as e:
             log.warning("could not record the measured speed in %s: %s", path, e)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
 
 def _lock(f) -> None:

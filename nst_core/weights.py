@@ -8,7 +8,6 @@ file per network. Every function takes the network's name, `model`, "vgg19" unle
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -25,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .errors import WeightsError
-from .options import MODEL_BLOCKS
+from .networks import conv_layers
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,6 @@ SOURCES = {
         "vgg16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "bfe5187d0a272bed55ba430631598124cff8e880b98d38c9e56c8d66032abdc1", 58_889_256),
 }
-# VGG19's, the default network's, under the names older callers use.
-H5_NAME, H5_SHA256 = SOURCES["vgg19"].h5_name, SOURCES["vgg19"].h5_sha256
-STORE_NAME = SOURCES["vgg19"].store_name
 
 
 def how_to_get(model: str = "vgg19") -> str:
@@ -97,18 +94,6 @@ def how_to_repair(model: str = "vgg19") -> str:
     return (f"Run `nst weights fetch{s.flag} --force` to store them again (offline: "
             f"`nst weights fetch{s.flag} --from FILE.h5` with a copy of {s.h5_name}, from "
             f"{s.url}).")
-
-
-def conv_layers(model: str = "vgg19"):
-    """(block, conv, `features` index, in channels, out channels) of each conv layer in order,
-    in torchvision's numbering: a conv and its ReLU per layer, then one pool per block."""
-    index, in_ch = 0, 3
-    for block, convs in enumerate(MODEL_BLOCKS[model], start=1):
-        out_ch = min(64 * 2 ** (block - 1), 512)
-        for k in range(1, convs + 1):
-            yield block, k, index, in_ch, out_ch
-            index, in_ch = index + 2, out_ch
-        index += 1
 
 
 def conv_names(model: str = "vgg19") -> dict[str, int]:
@@ -228,25 +213,14 @@ def _identify(sha256: str, size: int, wanted: Source) -> str:
 def _store(data: bytes, out_path: Path) -> None:
     """Write the store atomically (a complete new file renamed over the old one, or nothing) and
     say in one message why it could not be written."""
-    tmp = None
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, OSError):
-            old = " the weights stored before are untouched;" if out_path.is_file() else ""
-            raise WeightsError(f"could not store the weights in {out_path} "
-                               f"({e.strerror or e}):{old} free some space or fix the folder's "
-                               "permissions and run the command again") from None
-        raise
+        files.write_atomic(out_path, lambda f: f.write(data))
+    except OSError as e:
+        old = " the weights stored before are untouched;" if out_path.is_file() else ""
+        raise WeightsError(f"could not store the weights in {out_path} "
+                           f"({e.strerror or e}):{old} free some space or fix the folder's "
+                           "permissions and run the command again") from None
 
 
 # -- fetching ------------------------------------------------------------------------------------
@@ -461,11 +435,7 @@ def _read_cache(cache: Path) -> list | None:
 def _write_cache(cache: Path, entry: list) -> None:
     """Remember that this version of the file passed; a folder we cannot write only costs a
     re-hash next time."""
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(entry))
-        os.replace(tmp, cache)
+        files.write_atomic(cache, lambda f: f.write(json.dumps(entry).encode()))
     except OSError as e:
         log.debug("could not record the weights check in %s: %s", cache, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()

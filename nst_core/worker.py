@@ -187,12 +187,12 @@ class Session:
         """Send the result unless a stop was requested (then the caller reports cancelled)."""
         return self._final(message, payload)
 
-    def send_error(self, kind: str, message: str) -> None:
+    def send_error(self, kind: str, message: str, field: str | None = None) -> None:
         with self.state:
             if self.final_sent:
                 return
             self.final_sent = True
-        self._write({"type": "error", "kind": kind, "message": message})
+        self._write({"type": "error", "kind": kind, "message": message, "field": field})
 
     # stopping
 
@@ -311,17 +311,11 @@ class ImageStream:
     preview) nothing is sent before the first scale has finished: the first picture is a
     painting, not the photo after a step or two, and comes before the next scale starts."""
 
-    def __init__(self, session: Session, size: tuple[int, int], content: np.ndarray,
-                 colors: str, from_first_scale: bool = False):
-        from .images import resize_array
-
+    def __init__(self, session: Session, size: tuple[int, int], from_first_scale: bool = False):
         self.session, self.size, self.last_sent = session, size, -np.inf
         self.waiting = from_first_scale
-        # The engine puts the content's colours back only into its result: do it here too.
-        self.content = resize_array(content, size) if colors == "luminance" else None
 
     def __call__(self, rgb: np.ndarray, step: int) -> None:
-        from .colour import preserve_colors
         from .images import resize_array
 
         p = self.session.last_progress
@@ -333,9 +327,7 @@ class ImageStream:
         if step >= p["steps"] or not scale_done and now - self.last_sent < IMAGE_INTERVAL_S:
             return
         self.last_sent = now
-        rgb = resize_array(rgb, self.size)
-        if self.content is not None:
-            rgb = preserve_colors(rgb, self.content)
+        rgb = resize_array(rgb, self.size)  # in the result's colours already (stylize)
         self.session.send_image(rgb, step, p["steps"])
 
 
@@ -380,11 +372,11 @@ def run_job(request: protocol.Request, session: Session) -> tuple[dict, bytes]:
 
     stream, every = None, 0
     if request.preview:
-        stream = ImageStream(session, size, rgb, request.options.colors, from_first_scale=True)
+        stream = ImageStream(session, size, from_first_scale=True)
         every = 1
     elif request.images:  # a full run's images: every few steps (each costs a copy at full size)
         shown = fit_size(*size, min(request.images, max(size)))
-        stream = ImageStream(session, shown, rgb, request.options.colors)
+        stream = ImageStream(session, shown)
         every = IMAGE_EVERY
     t1 = time.monotonic()
     out = stylize(rgb, styles, request.options, progress=on_progress,
@@ -458,7 +450,7 @@ def _serve(reader, session: Session) -> int:
         log.info("(%s: %s) after a stop request", error.kind, error.message)
         error = session.cancelled()
     log.error("%s: %s", error.kind, error.message)
-    session.send_error(error.kind, error.message)
+    session.send_error(error.kind, error.message, getattr(error, "field", None))
     return error.exit_code
 
 

@@ -35,7 +35,11 @@ from .worker_client import (
 BRIDGE = ROOT / "gimp_plugin" / "nst_bridge.py"
 sys.path.insert(0, str(BRIDGE.parent))
 import nst_bridge  # noqa: E402
+import nst_logs  # noqa: E402
 import nst_options  # noqa: E402
+import nst_process  # noqa: E402
+import nst_protocol  # noqa: E402
+import nst_wording  # noqa: E402
 
 CORE = [sys.executable, "-m", "nst_core.worker"]
 
@@ -69,14 +73,13 @@ def test_the_plugin_table_agrees_with_the_cores_options():
     for o in nst_options.OPTIONS:
         if o.core and o.kind in ("int", "float"):
             for value in (o.low, o.high, o.default):
-                core.Options.from_dict(nst_bridge.core_options({o.name: value}))
-    core_defaults = core.Options.from_dict(nst_bridge.core_options(nst_bridge.DEFAULTS))
+                core.Options.from_dict(nst_protocol.core_options({o.name: value}))
+    core_defaults = core.Options.from_dict(nst_protocol.core_options(nst_protocol.DEFAULTS))
     assert core_defaults.size is None and core_defaults.max_memory is None  # auto: layer, free
-    assert core.Options.from_dict(nst_bridge.core_options({"size": 640})).size == 640
-    assert core.Options.from_dict(nst_bridge.core_options(
+    assert core.Options.from_dict(nst_protocol.core_options({"size": 640})).size == 640
+    assert core.Options.from_dict(nst_protocol.core_options(
         {"size_mode": "layer", "size": 640})).size is None
-    assert nst_bridge.SIZE_MODES[0] == nst_bridge.DEFAULTS["size_mode"] == "auto"
-    assert (nst_bridge.PRESETS, nst_bridge.DEVICES) == (choices["preset"], choices["device"])
+    assert nst_options.choice_values("size_mode")[0] == nst_protocol.DEFAULTS["size_mode"] == "auto"
 
 
 def test_every_preset_says_what_it_costs():
@@ -112,7 +115,7 @@ def isolated(tmp_path, monkeypatch):
 def core_config(tmp_path, command) -> str:
     folder = tmp_path / "plugin"
     folder.mkdir(exist_ok=True)
-    (folder / nst_bridge.CONFIG_NAME).write_text(json.dumps({"version": 1, "command": command}))
+    (folder / nst_process.CONFIG_NAME).write_text(json.dumps({"version": 1, "command": command}))
     return str(folder)
 
 
@@ -134,7 +137,7 @@ def content(w=40, h=32, channels=3, fmt="u8"):
 
 def log_folder() -> Path:
     """This user's private log folder (the autouse fixture puts it in the test's tmp dir)."""
-    return Path(nst_bridge.log_dir())
+    return Path(nst_logs.log_dir())
 
 
 def logs(tmp_path) -> list[Path]:
@@ -305,7 +308,7 @@ try:
     nst_bridge.run({}, dict(content, format="u9"), [style], config_dir=folder)
 except nst_bridge.BridgeError as e:
     out["format"] = [e.kind, e.message]
-out["mode"] = oct(os.stat(nst_bridge.log_dir()).st_mode & 0o777)
+out["mode"] = oct(os.stat(nst_logs.log_dir()).st_mode & 0o777)
 print(json.dumps(out))
 """
 
@@ -335,7 +338,7 @@ def test_python27_hardening(tmp_path):
 
 def test_core_missing_says_how_to_repair(tmp_path):
     with pytest.raises(nst_bridge.BridgeError) as e:
-        nst_bridge.find_core_command(config_dir=str(tmp_path))
+        nst_process.find_core_command(config_dir=str(tmp_path))
     assert e.value.kind == "core_missing"
     assert "installer/install.py" in e.value.message
     assert str(tmp_path / "nst-core.json") in e.value.message
@@ -350,19 +353,19 @@ def test_run_without_core_is_core_missing(tmp_path):
 def test_damaged_config_is_core_missing(tmp_path):
     (tmp_path / "nst-core.json").write_text("{not json")
     with pytest.raises(nst_bridge.BridgeError) as e:
-        nst_bridge.find_core_command(config_dir=str(tmp_path))
+        nst_process.find_core_command(config_dir=str(tmp_path))
     assert e.value.kind == "core_missing" and "installer/install.py" in e.value.message
     (tmp_path / "nst-core.json").write_text('{"version": 1, "command": []}')
     with pytest.raises(nst_bridge.BridgeError, match="command"):
-        nst_bridge.find_core_command(config_dir=str(tmp_path))
+        nst_process.find_core_command(config_dir=str(tmp_path))
 
 
 def test_config_beside_the_bridge_and_env_override(tmp_path, monkeypatch):
     folder = core_config(tmp_path, ["/opt/nst/venv/bin/python", "-m", "nst_core.worker"])
-    assert nst_bridge.find_core_command(folder) == [
+    assert nst_process.find_core_command(folder) == [
         "/opt/nst/venv/bin/python", "-m", "nst_core.worker"]
     monkeypatch.setenv("NST_CORE_COMMAND", "ssh gpu-box '/srv/my venv/bin/nst' worker")
-    assert nst_bridge.find_core_command(folder) == [
+    assert nst_process.find_core_command(folder) == [
         "ssh", "gpu-box", "/srv/my venv/bin/nst", "worker"]
 
 
@@ -398,18 +401,22 @@ def test_core_found_on_path_but_failing_to_start(tmp_path, monkeypatch):
 
 
 def test_plugin_options_map_to_core_options():
-    assert nst_bridge.core_options({"size": 0, "strength": 2, "preserve_colors": 1,
+    assert nst_protocol.core_options({"size": 0, "strength": 2, "preserve_colors": 1,
                                     "seed": 7.0, "iterations": 3, "style_weights": "2, 1",
                                     "style_file": "a.png"}) == {
-        "preset": "standard", "size": None, "strength": 2.0, "colors": "luminance",
-        "model": "vgg19", "style_loss": "gram", "device": "auto", "seed": 7, "iterations": 3,
-        "style_scale": 1.0, "max_memory": None}
-    assert nst_bridge.core_options({"colors": "histogram", "model": "vgg16",
+        "preset": "standard", "size": None, "strength": 2.0, "colors": "style",
+        "preserve_colors": True, "model": "vgg19", "style_loss": "gram", "device": "auto",
+        "seed": 7, "iterations": 3, "style_scale": 1.0, "max_memory": None}
+    assert nst_protocol.core_options({"colors": "histogram", "model": "vgg16",
                                     "style_loss": "w2"})["colors"] == "histogram"
-    assert nst_bridge.core_options({"preserve_colors": False})["colors"] == "style"
-    assert nst_bridge.core_options({})["size"] == 1024  # a script's custom size
-    assert nst_bridge.core_options({"size_mode": "auto", "max_memory": 2})["size"] is None
-    assert nst_bridge.core_options({"max_memory": 2})["max_memory"] == 2.0
+    from nst_core.options import Options  # the core reads the earlier option, in one place
+    for keep, colors, result in ((1, "style", "luminance"), (False, "style", "style"),
+                                 (True, "histogram", "histogram")):
+        sent = nst_protocol.core_options({"preserve_colors": keep, "colors": colors})
+        assert Options.from_dict(sent).colors == result
+    assert nst_protocol.core_options({})["size"] == 1024  # a script's custom size
+    assert nst_protocol.core_options({"size_mode": "auto", "max_memory": 2})["size"] is None
+    assert nst_protocol.core_options({"max_memory": 2})["max_memory"] == 2.0
 
 
 def test_no_style_chosen(tmp_path):
@@ -436,13 +443,13 @@ def test_pixel_data_of_the_wrong_length(tmp_path):
 
 
 def test_progress_text():
-    assert nst_bridge.progress_text({"phase": "stylizing", "scale": 2, "scales": 5,
+    assert nst_wording.progress_text({"phase": "stylizing", "scale": 2, "scales": 5,
                                      "fraction": 0.43, "eta_s": 35.2}) == (
         "Neural style: scale 2/5, 43%, about 0:35 left")
-    assert nst_bridge.progress_text({"phase": "stylizing", "scale": 1, "scales": 1,
+    assert nst_wording.progress_text({"phase": "stylizing", "scale": 1, "scales": 1,
                                      "fraction": 0.5, "eta_s": 125}) == (
         "Neural style: 50%, about 2:05 left")
-    assert nst_bridge.progress_text({"phase": "loading", "fraction": 0}) == (
+    assert nst_wording.progress_text({"phase": "loading", "fraction": 0}) == (
         "Neural style: loading")
 
 
@@ -654,7 +661,7 @@ def test_a_good_estimate_is_returned_and_usable(tmp_path):
     answer = nst_bridge.estimate({}, 800, 600,
                                  config_dir=replay_core(tmp_path, repr(line(**GOOD_ESTIMATE))))
     assert answer == dict({k: v for k, v in GOOD_ESTIMATE.items() if k != "type"}, busy=None)
-    assert 0 < nst_bridge.estimated_seconds(answer, "draft", 300) < 3.5  # a 0.0 s row: no crash
+    assert 0 < nst_wording.estimated_seconds(answer, "draft", 300) < 3.5  # a 0.0 s row: no crash
 
 
 def test_a_core_that_never_estimates_times_out(tmp_path):
@@ -712,8 +719,8 @@ def test_absurd_progress_numbers_are_clamped_and_the_run_succeeds(tmp_path):
 def test_progress_text_never_fails():
     for junk in ({}, {"fraction": "x"}, {"scale": [1], "scales": {"a": 1}}, {"eta_s": NAN},
                  {"eta_s": 10 ** 400}, {"phase": None, "fraction": -INF}):
-        assert nst_bridge.progress_text(junk).startswith("Neural style: ")
-    assert nst_bridge.progress_text({"fraction": 2, "eta_s": 59.6}) == (
+        assert nst_wording.progress_text(junk).startswith("Neural style: ")
+    assert nst_wording.progress_text({"fraction": 2, "eta_s": 59.6}) == (
         "Neural style: 100%, about 1:00 left")
 
 
@@ -900,7 +907,7 @@ def test_pruning_deletes_only_our_own_old_regular_logs(tmp_path):
 ])
 def test_bad_option_values_are_one_error(options, words):
     with pytest.raises(nst_bridge.BridgeError) as e:
-        nst_bridge.core_options(options)
+        nst_protocol.core_options(options)
     assert e.value.kind == "bad_option" and words in e.value.message
 
 
@@ -1015,21 +1022,21 @@ def test_two_runs_at_once_do_not_collide(tmp_path):
 def test_estimate_asks_the_real_core(tmp_path):
     answer = nst_bridge.estimate({"device": "cpu"}, 800, 600,
                                  config_dir=core_config(tmp_path, CORE))
-    assert set(answer["table"]) == set(nst_bridge.PRESETS)
-    t_small = nst_bridge.estimated_seconds(answer, "standard", 300)
-    t_layer = nst_bridge.estimated_seconds(answer, "standard", 800)
+    assert set(answer["table"]) == set(nst_options.choice_values("preset"))
+    t_small = nst_wording.estimated_seconds(answer, "standard", 300)
+    t_layer = nst_wording.estimated_seconds(answer, "standard", 800)
     assert 0 < t_small < t_layer
-    assert nst_bridge.estimated_seconds(answer, "standard", 100000) is None  # past the table
+    assert nst_wording.estimated_seconds(answer, "standard", 100000) is None  # past the table
 
 
 def test_estimate_interpolation_and_durations():
     answer = {"table": {"standard": [[256, 10.0], [512, 40.0], [1024, 160.0]]}}
-    assert nst_bridge.estimated_seconds(answer, "standard", 512) == 40.0
-    assert abs(nst_bridge.estimated_seconds(answer, "standard", 724) - 80.0) < 1.0  # log-log
-    assert nst_bridge.estimated_seconds(answer, "draft", 512) is None
-    assert nst_bridge.format_duration(42) == "about 40 s"
-    assert nst_bridge.format_duration(250) == "about 4 min"
-    assert nst_bridge.format_duration(4800) == "about 1 h 20 min"
+    assert nst_wording.estimated_seconds(answer, "standard", 512) == 40.0
+    assert abs(nst_wording.estimated_seconds(answer, "standard", 724) - 80.0) < 1.0  # log-log
+    assert nst_wording.estimated_seconds(answer, "draft", 512) is None
+    assert nst_wording.format_duration(42) == "about 40 s"
+    assert nst_wording.format_duration(250) == "about 4 min"
+    assert nst_wording.format_duration(4800) == "about 1 h 20 min"
 
 
 # A 6000x4000 layer on a slow machine: 20 min at its own size, time growing with the pixels.
@@ -1043,12 +1050,12 @@ def test_automatic_paints_the_layer_itself_unless_that_takes_longer_than_the_lim
     """10 minutes by default: a 6000x4000 layer that takes 20 min here is painted at about
     4240 px (well above 3000) and the line says by how much it is enlarged; with a limit of
     half an hour it is painted at its own size, and says nothing of enlarging."""
-    text = nst_bridge.estimate_text(SLOW, {"size_mode": "auto"}, 6000, 4000)
+    text = nst_wording.estimate_text(SLOW, {"size_mode": "auto"}, 6000, 4000)
     assert text.startswith("Layer 6000x4000 px, painted at 4240 px (the largest size that "
                            "takes at most 10 min here), enlarged 1.4x: softer at 100 %; about "
                            "10 min on cpu"), text
-    assert nst_bridge.AUTO_MINUTES == 10
-    own = nst_bridge.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 30}, 6000, 4000)
+    assert nst_options.BY_NAME["auto_minutes"].default == 10
+    own = nst_wording.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 30}, 6000, 4000)
     assert "painted at 6000 px (the layer's own size): about 20 min on cpu" in own
     assert "enlarged" not in own
 
@@ -1056,22 +1063,22 @@ def test_automatic_paints_the_layer_itself_unless_that_takes_longer_than_the_lim
 def test_a_changed_limit_is_answered_from_the_table_as_the_core_would():
     """The dialog asks the core once; a limit changed after that is read from its table."""
     for minutes, low, high in ((10, 4096, 4300), (5, 2896, 3100), (2.5, 2048, 2200)):
-        size = nst_bridge.auto_size(SLOW, "standard", 6000, minutes * 60.0)
+        size = nst_wording.auto_size(SLOW, "standard", 6000, minutes * 60.0)
         assert low <= size <= high and size % 16 == 0, (minutes, size)
-        seconds = nst_bridge.estimated_seconds(SLOW, "standard", size)
-        assert seconds <= minutes * 60 < nst_bridge.estimated_seconds(SLOW, "standard", size + 16)
-    text = nst_bridge.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 5}, 6000, 4000)
+        seconds = nst_wording.estimated_seconds(SLOW, "standard", size)
+        assert seconds <= minutes * 60 < nst_wording.estimated_seconds(SLOW, "standard", size + 16)
+    text = nst_wording.estimate_text(SLOW, {"size_mode": "auto", "auto_minutes": 5}, 6000, 4000)
     assert "takes at most 5 min here), enlarged 2.0x: softer at 100 %" in text
 
 
 def test_every_size_smaller_than_the_layer_says_it_is_enlarged_and_a_busy_machine_is_named():
-    custom = nst_bridge.estimate_text(SLOW, {"size_mode": "custom", "size": 1024}, 6000, 4000)
+    custom = nst_wording.estimate_text(SLOW, {"size_mode": "custom", "size": 1024}, 6000, 4000)
     assert "painted at 1024 px (custom), enlarged 5.9x: softer at 100 %" in custom
-    assert "enlarged" not in nst_bridge.estimate_text(SLOW, {"size_mode": "layer"}, 6000, 4000)
+    assert "enlarged" not in nst_wording.estimate_text(SLOW, {"size_mode": "layer"}, 6000, 4000)
     busy = dict(SLOW, busy="the computer is busy (load 150% of its 2 cores)")
-    text = nst_bridge.estimate_text(busy, {"size_mode": "layer"}, 6000, 4000)
+    text = nst_wording.estimate_text(busy, {"size_mode": "layer"}, 6000, 4000)
     assert text.endswith("It may take longer: the computer is busy (load 150% of its 2 cores).")
-    assert nst_bridge.estimate_text("no core", {}, 60, 40) == (
+    assert nst_wording.estimate_text("no core", {}, 60, 40) == (
         "Layer 60x40 px. No time estimate: no core")
 
 
@@ -1168,7 +1175,7 @@ def test_style_pixels_of_the_wrong_length_are_one_error(tmp_path):
 ])
 def test_bad_style_weights_are_one_error_before_anything_starts(tmp_path, weights, count, words):
     with pytest.raises(nst_bridge.BridgeError) as e:
-        nst_bridge.style_blend(weights, count)
+        nst_protocol.style_blend(weights, count)
     assert e.value.kind == "bad_option" and words in e.value.message
     styles = [style_file(tmp_path)] * count
     with pytest.raises(nst_bridge.BridgeError, match="style weights"):
@@ -1178,10 +1185,10 @@ def test_bad_style_weights_are_one_error_before_anything_starts(tmp_path, weight
 
 
 def test_style_weights_are_read_with_commas_or_spaces():
-    assert nst_bridge.style_blend("2, 1", 2) == [2.0, 1.0]
-    assert nst_bridge.style_blend("0.5 1;3", 3) == [0.5, 1.0, 3.0]
-    assert nst_bridge.style_blend([0, 1], 2) == [0.0, 1.0]
-    assert nst_bridge.style_blend("", 3) is None and nst_bridge.style_blend(None, 1) is None
+    assert nst_protocol.style_blend("2, 1", 2) == [2.0, 1.0]
+    assert nst_protocol.style_blend("0.5 1;3", 3) == [0.5, 1.0, 3.0]
+    assert nst_protocol.style_blend([0, 1], 2) == [0.0, 1.0]
+    assert nst_protocol.style_blend("", 3) is None and nst_protocol.style_blend(None, 1) is None
 
 
 def test_device_advice_is_in_the_dialogs_words(tmp_path):
@@ -1197,19 +1204,21 @@ def test_device_advice_is_in_the_dialogs_words(tmp_path):
     assert e.value.kind == "device"
     assert "--device" not in e.value.message
     assert "Choose Device: CPU or Automatic in the dialog" in e.value.message
-    assert "free some memory or raise the Memory limit in the dialog" == nst_bridge.plugin_wording(
+    assert "free some memory or raise the Memory limit in the dialog" == nst_wording.plugin_wording(
         "free some memory or raise --max-memory")
 
 
 def test_core_messages_use_the_dialogs_labels_and_the_full_nst_command():
     """What the core says about an option names the field the user sees, and the command it
     advises is one the user can paste: the installed core's own, not a bare `nst`."""
-    wording = nst_bridge.plugin_wording
-    assert wording("max_memory of 0.5 GB is too small for anything") == \
+    wording = nst_wording.plugin_wording
+    assert wording("max_memory of 0.5 GB is too small for anything", field="max_memory") == \
         '"Memory limit (GB)" of 0.5 GB is too small for anything'
-    assert wording("size must be at least 16, not 8") == \
-        '"Custom size (px)" must be at least 16, not 8'
-    assert wording("choose a smaller size") == "choose a smaller size"  # a word, not the option
+    assert wording("size must be at least 16; choose a smaller size", field="size") == \
+        '"Custom size (px)" must be at least 16; choose a smaller size'  # the option, once
+    assert wording("preserve_colors must be true or false", field="colors") == \
+        "preserve_colors must be true or false"  # a name that only contains the option's
+    assert wording("size must be at least 16") == "size must be at least 16"  # no field named
     venv = ["/home/ann/My Tools/venv/bin/python", "-m", "nst_core.worker"]
     assert wording("Run `nst weights fetch --model vgg16`.", venv) == \
         'Run `"/home/ann/My Tools/venv/bin/python" -m nst_core weights fetch --model vgg16`.'
@@ -1220,12 +1229,12 @@ def test_core_messages_use_the_dialogs_labels_and_the_full_nst_command():
 
 @pytest.mark.parametrize("options, words", [
     ({"size_mode": "custom", "size": 8}, '"Custom size (px)" must be 0 (the layer\'s own size) '
-                                         'or at least 16 px, not 8'),
-    ({"max_memory": 0.5}, '"Memory limit (GB)" must be 0 (automatic) or at least 0.75 GB'),
+                                         'or at least 16, not 8'),
+    ({"max_memory": 0.5}, '"Memory limit (GB)" must be 0 (automatic) or at least 0.75, not 0.5'),
 ])
 def test_values_the_core_never_takes_are_refused_before_it_starts(options, words):
     with pytest.raises(nst_bridge.BridgeError) as e:
-        nst_bridge.core_options(options)
+        nst_protocol.core_options(options)
     assert e.value.kind == "bad_option" and words in e.value.message
 
 
@@ -1318,12 +1327,12 @@ def test_the_bridges_copy_of_the_wire_format_is_the_cores():
     they must stay equal to the one definition in nst_core/protocol.py."""
     from nst_core import errors, protocol
 
-    assert nst_bridge.PROTOCOL == protocol.VERSION
-    assert nst_bridge.SAMPLE_BYTES == protocol.SAMPLE_BYTES
-    assert nst_bridge.PROGRESS_FIELDS == protocol.PROGRESS_FIELDS
-    assert (nst_bridge.MAX_HEADER, nst_bridge.MAX_STYLE_BYTES, nst_bridge.MAX_SIDE) == (
+    assert nst_protocol.PROTOCOL == protocol.VERSION
+    assert nst_protocol.SAMPLE_BYTES == protocol.SAMPLE_BYTES
+    assert nst_protocol.PROGRESS_FIELDS == protocol.PROGRESS_FIELDS
+    assert (nst_protocol.MAX_HEADER, nst_protocol.MAX_STYLE_BYTES, nst_protocol.MAX_SIDE) == (
         protocol.MAX_HEADER, protocol.MAX_STYLE_BYTES, protocol.MAX_SIDE)
     assert protocol.PREVIEW_SIZES[0] <= nst_bridge.PREVIEW_SIZE <= protocol.PREVIEW_SIZES[-1]
     kinds = {c.kind for c in vars(errors).values()
              if isinstance(c, type) and issubclass(c, errors.NSTError)}
-    assert set(nst_bridge.CORE_KINDS) == kinds
+    assert set(nst_protocol.CORE_KINDS) == kinds

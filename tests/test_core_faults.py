@@ -13,9 +13,7 @@ import numpy as np
 import psutil
 import pytest
 
-from gimp_plugin import nst_bridge
-
-from .test_bridge import core_config, isolated  # noqa: F401 - isolated: the same autouse fixture
+from .test_bridge import core_config, isolated, nst_bridge  # noqa: F401 - isolated: autouse
 from .worker_client import FAST, LONG, engine_run, style_png
 
 pytestmark = engine_run

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from nst_core import images
-from nst_core.colour import colour_stats, rgb_to_ycc
+from nst_core.colors import color_stats, rgb_to_ycc
 from nst_core.engine import stylize
 from nst_core.errors import DeviceError, OptionError, TooLargeError
 from nst_core.options import Options
@@ -86,6 +86,21 @@ def test_preserve_colors_keeps_the_content_chroma(content_image, style_image):
     assert np.abs(got - want)[inside].max() < 0.01
 
 
+def test_with_luminance_every_picture_handed_out_has_the_contents_colours(content_image,
+                                                                         style_image):
+    """Step images (--save-every) and live pictures look as the result will: the content's
+    colours, not the grey the run paints in."""
+    content = Image.blend(content_image, Image.new("RGB", content_image.size, "grey"), 0.6)
+    pictures = []
+    stylize(content, [style_image], Options(**dict(SMALL, colors="luminance")),
+            on_image=lambda rgb, step: pictures.append(rgb), image_every=4)
+    assert len(pictures) >= 3
+    for rgb in pictures:
+        want = rgb_to_ycc(images.resize_array(images.to_array(content), rgb.shape[1::-1]))
+        inside = ((rgb > 0.01) & (rgb < 0.99)).all(axis=2)
+        assert np.abs(rgb_to_ycc(rgb)[..., 1:] - want[..., 1:])[inside].max() < 0.01
+
+
 def test_two_styles_blend_and_weights_must_match(content_image, style_image):
     result = stylize(content_image, [style_image, content_image],
                      Options(size=32, iterations=2, style_blend=(1.0, 2.0)))
@@ -143,11 +158,11 @@ def test_histogram_colours_keep_the_contents_palette(content_image, style_image)
     covariance are much closer to the content's than with the style's own colours (saturated
     red and blue stripes on a muted photo; measured: 4x closer)."""
     content = Image.blend(content_image, Image.new("RGB", content_image.size, "grey"), 0.5)
-    want_mean, want_cov = colour_stats(images.to_array(content))
+    want_mean, want_cov = color_stats(images.to_array(content))
     mean_off, cov_off = {}, {}
     for colors in ("style", "histogram"):
         result, _ = run(content, style_image, colors=colors)
-        mean, cov = colour_stats(images.to_array(result))
+        mean, cov = color_stats(images.to_array(result))
         mean_off[colors] = np.abs(mean - want_mean).max()
         cov_off[colors] = np.abs(cov - want_cov).max()
     assert mean_off["histogram"] < 0.5 * mean_off["style"]

@@ -318,7 +318,7 @@ def test_runs_while_the_stored_weights_change_succeed_or_say_how_to_repair(tmp_p
                                                                            real_weights):
     home = tmp_path / "home"
     home.mkdir()
-    store = home / weights.STORE_NAME
+    store = home / weights.SOURCES["vgg19"].store_name
     shutil.copy(real_weights, store)
     good = real_weights.read_bytes()
     stop = threading.Event()

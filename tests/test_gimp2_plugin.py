@@ -108,7 +108,8 @@ def assert_untouched(fu, image, before):
 
 
 def test_registration_matches_the_contract(fu, plugin):
-    import nst_bridge
+    import nst_options
+    import nst_protocol
 
     proc = fu.state.registered[PROC]
     assert proc["menu"] == "<Image>/Filters/Artistic"
@@ -129,15 +130,16 @@ def test_registration_matches_the_contract(fu, plugin):
     assert kinds["seed"] == fu.PF_INT
 
     by_name = dict((p[1], p) for p in params)
-    defaults = nst_bridge.DEFAULTS
+    defaults = nst_protocol.DEFAULTS
     preset = by_name["preset"]
-    assert [item.split()[0].lower() for item in preset[4]] == list(nst_bridge.PRESETS)
-    assert nst_bridge.PRESETS[preset[3]] == defaults["preset"]
+    presets = nst_options.choice_values("preset")
+    assert [item.split()[0].lower() for item in preset[4]] == list(presets)
+    assert presets[preset[3]] == defaults["preset"]
     colors = by_name["colors"]
     assert len(colors[4]) == 3 and colors[4][colors[3]].startswith("No: the style")
     device = by_name["device"]
-    assert len(device[4]) == len(nst_bridge.DEVICES)
-    assert nst_bridge.DEVICES[device[3]] == defaults["device"]
+    assert len(device[4]) == len(nst_options.choice_values("device"))
+    assert nst_options.choice_values("device")[device[3]] == defaults["device"]
     size = by_name["size"]
     assert size[3] == defaults["size"] and size[4][:2] == (0, 16384)
     strength = by_name["strength"]

@@ -168,7 +168,7 @@ def log_path_in(message: str) -> str:
 
 
 def test_registered_as_documented(gimp_run):
-    import gimp_plugin.nst_bridge as bridge
+    from tests.test_bridge import nst_protocol
 
     r = gimp_run
     assert r["procedure_found"], r["output"][-3000:]
@@ -182,7 +182,7 @@ def test_registered_as_documented(gimp_run):
     # The PDB proxy does not carry the sensitivity mask; GIMP's pluginrc does (after the types).
     assert pluginrc_sensitivity(r) == r["sensitivity_expected"]  # DRAWABLE | DRAWABLES
     d = r["defaults"]
-    for name, value in bridge.DEFAULTS.items():
+    for name, value in nst_protocol.DEFAULTS.items():
         assert d[name.replace("_", "-")] == value, name
     assert d["style-file"] is None and d["style-layer"] is None and d["style-weights"] == ""
 

@@ -18,12 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "installer" / "install.py"
-PLUGIN_FILES = ("nst_bridge.py", "nst_options.py", "neural_style_gimp2.py",
-                "neural-style/neural-style.py")
-GIMP3 = {"neural-style.py": 0o755, "nst_bridge.py": 0o644, "nst_options.py": 0o644,
-         "nst-core.json": 0o644}
-GIMP2 = {"neural_style_gimp2.py": 0o755, "nst_bridge.py": 0o644, "nst_options.py": 0o644,
-         "nst-core.json": 0o644}
+SHARED = tuple(sorted(p.name for p in (REPO / "gimp_plugin").glob("nst_*.py")))  # the bridge's
+PLUGIN_FILES = SHARED + ("neural_style_gimp2.py", "neural-style/neural-style.py")
+GIMP3 = {"neural-style.py": 0o755, "nst-core.json": 0o644, **dict.fromkeys(SHARED, 0o644)}
+GIMP2 = {"neural_style_gimp2.py": 0o755, "nst-core.json": 0o644, **dict.fromkeys(SHARED, 0o644)}
 DATA = Path(".local/share/neural-style-gimp")
 
 

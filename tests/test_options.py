@@ -68,8 +68,11 @@ def test_size_keep_uses_the_content_size():
     (dict(init="no-such-picture.png"), "init image no-such-picture.png does not exist"),
 ])
 def test_bad_values_name_the_option(changes, words):
-    with pytest.raises(OptionError, match=words.replace("(", r"\(")):
+    """In words, and as the error's field, which front ends point at without reading the
+    message (the web page's form, the GIMP dialog's labels)."""
+    with pytest.raises(OptionError, match=words.replace("(", r"\(")) as e:
         Options(**changes)
+    assert e.value.field == next(iter(changes))
 
 
 def test_from_dict_rejects_unknown_names_and_accepts_lists():
@@ -100,6 +103,9 @@ def test_keras_layer_names_and_the_vgg16_recipe_as_published():
 def test_preserve_colors_is_an_alias_of_colors_luminance():
     assert Options.from_dict({"preserve_colors": True}).colors == "luminance"
     assert Options.from_dict({"preserve_colors": False}).colors == "style"
+    assert Options.from_dict({"preserve_colors": True, "colors": "style"}).colors == "luminance"
+    assert Options.from_dict({"preserve_colors": True, "colors": "histogram"}).colors == \
+        "histogram"
     with pytest.raises(OptionError, match="preserve_colors"):
         Options.from_dict({"preserve_colors": "yes"})
 
@@ -141,6 +147,7 @@ def test_every_numeric_option_has_a_finite_maximum_and_extremes_are_one_option_e
             with pytest.raises(OptionError) as e:
                 Options(**{f.name: given})
             assert e.value.message.startswith(f.name), (f.name, value, e.value.message)
+            assert e.value.field == f.name
 
 
 @pytest.mark.parametrize("flag", ["--strength 1e30", "--style-weight 1e300", "--tv-weight 1e308",

@@ -60,7 +60,7 @@ def test_fetch_from_a_wrong_file_names_the_problem(tmp_path):
 
 def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("NST_HOME", str(tmp_path))
-    assert weights.weights_path() == tmp_path / weights.STORE_NAME
+    assert weights.weights_path() == tmp_path / weights.SOURCES["vgg19"].store_name
     with pytest.raises(WeightsError, match="not installed.*nst weights fetch"):
         weights.load()
 
@@ -79,7 +79,7 @@ def test_corrupt_stored_weights_are_detected(tmp_path, real_weights):
 
 
 def test_installed_weights_verify(real_weights):
-    assert weights.verify(real_weights)["source_sha256"] == weights.H5_SHA256
+    assert weights.verify(real_weights)["source_sha256"] == weights.SOURCES["vgg19"].h5_sha256
 
 
 # -- the checks every run makes (weights.load) --------------------------------------------------
@@ -102,7 +102,8 @@ def write_store(path, tensors, **metadata):
     """A store as `convert` writes it; `metadata` overrides its fields."""
     from safetensors.numpy import save_file
 
-    meta = {"source": weights.H5_NAME, "source_sha256": weights.H5_SHA256,
+    vgg19 = weights.SOURCES["vgg19"]
+    meta = {"source": vgg19.h5_name, "source_sha256": vgg19.h5_sha256,
             "tensor_sha256": weights.tensor_digest(tensors), **metadata}
     save_file(tensors, str(path), metadata=meta)
     return path

@@ -25,8 +25,9 @@ def plugin_folder(t: Target) -> str:
 def plugin_sources(source: str, t: Target) -> list[tuple[str, str, int]]:
     """(file in the checkout, name in the plug-in folder, mode) for one GIMP."""
     gp = os.path.join(source, "gimp_plugin")
-    # The bridge and the options table it and both plug-ins are built from.
-    bridge = [(os.path.join(gp, n), n, 0o644) for n in ("nst_bridge.py", "nst_options.py")]
+    # The bridge's modules and the options table it and both plug-ins are built from.
+    bridge = [(os.path.join(gp, n), n, 0o644) for n in sorted(listdir(gp))
+              if n.startswith("nst_") and n.endswith(".py")]
     if t.gimp2:
         return [(os.path.join(gp, "neural_style_gimp2.py"), "neural_style_gimp2.py", 0o755)] \
             + bridge

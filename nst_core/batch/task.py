@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import depth, images
-from ..engine import Progress, stylize
+from .. import depth, paint
+from ..engine import Progress
 from ..errors import DeviceError, NSTError, WeightsError
 from ..options import Options
 
@@ -48,26 +48,21 @@ class Failed:
     message: str  # one line naming the input and the problem
 
 
-def paint(job: Job, progress=None, keep_picture: bool = False) -> Done:
+def paint_job(job: Job, progress=None, keep_picture: bool = False) -> Done:
     """Decode, check, stylize and encode one image; NSTError (ImageError, TooLargeError...) says
     what is wrong with the input. progress(Progress) as stylize() reports it."""
     o = job.options
-    img = images.load_image(job.content, what="input image", name=job.name, max_side=o.size)
-    deep = depth.is_deep(job.content)
-    rgb, alpha = depth.read(job.content, job.name) if deep else images.split_alpha(img)
-    side = o.style_side(max(img.size))
-    del img
-    style = images.load_image(job.style, what="style image", max_side=side)
-    result = stylize(rgb, [style], o, progress=progress, start=job.start, hold=job.hold)
-    h, w = result.shape[:2]
-    if alpha is not None:
-        alpha = images.resize_array(alpha[..., None], (w, h))[..., 0]
-    data = depth.encode(result, alpha, job.format, deep)
-    return Done(job.key, data, (w, h), result if keep_picture else None)
+    content = paint.read_content(job.content, o, what="input image", name=job.name,
+                                 keep_depth=True)
+    styles = paint.read_styles([job.style], o, content)
+    result = paint.paint(content, styles, o, progress=progress, start=job.start, hold=job.hold)
+    h, w = result.rgb.shape[:2]
+    data = depth.encode(result.rgb, result.alpha, job.format, result.deep)
+    return Done(job.key, data, (w, h), result.rgb if keep_picture else None)
 
 
 def run_one(job: Job, on_update, keep_picture: bool = False) -> Done | Failed:
-    """paint(), its progress as Updates to on_update(update), a problem with this image as a
+    """paint_job(), its progress as Updates to on_update(update), a problem with this image as a
     Failed. What would fail every image (the weights, the device) is raised instead."""
 
     def on_progress(p: Progress):
@@ -76,7 +71,7 @@ def run_one(job: Job, on_update, keep_picture: bool = False) -> Done | Failed:
     if job.error:
         return Failed(job.key, job.error)
     try:
-        return paint(job, on_progress, keep_picture)
+        return paint_job(job, on_progress, keep_picture)
     except (WeightsError, DeviceError):
         raise
     except NSTError as e:

@@ -302,7 +302,8 @@ class JobQueue:
             elif kind == "error":
                 with self.lock:
                     job.error = {"kind": message.get("kind", "internal"),
-                                 "message": message.get("message", "")}
+                                 "message": message.get("message", ""),
+                                 "field": message.get("field")}
                 return kind
 
     def _progress(self, job: Job, message: dict) -> None:

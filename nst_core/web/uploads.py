@@ -5,12 +5,11 @@ size, decodability). Every failure is one Rejected with an HTTP status (400, or 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 
 from .. import images, protocol
 from ..errors import NSTError, OptionError, TooLargeError
-from ..options import INITS, Options, option_fields
+from ..options import INITS, Options
 from . import builtin
 from .pictures import Samples, decode_content
 
@@ -50,17 +49,6 @@ class Submission:
         return "u8" if self.content.format == "u8" else "u16"
 
 
-_OPTION_NAMES = {name for name, _, _ in option_fields()}
-
-
-def option_field(message: str) -> str | None:
-    """The option an OptionError's message is about (its messages start with the name)."""
-    if message.startswith("unknown device"):
-        return "device"
-    m = re.match(r"[a-z_]+", message)
-    return m.group(0) if m and m.group(0) in _OPTION_NAMES else None
-
-
 def check_options(text: str | None) -> tuple[dict, Options]:
     try:
         values = json.loads(text) if text else {}
@@ -79,7 +67,7 @@ def check_options(text: str | None) -> tuple[dict, Options]:
     try:
         options = Options.from_dict(values)
     except OptionError as e:
-        raise Rejected(e.message, e.kind, field=option_field(e.message)) from None
+        raise Rejected(e.message, e.kind, field=e.field) from None
     return values, options
 
 

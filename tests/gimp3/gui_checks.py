@@ -118,7 +118,7 @@ def run_proc(img, drawables, run_mode, style=None, **options):
                 message=res.index(1) if res.length() > 1 else None)
 
 
-# The bridge's per-run core logs (nst_bridge.log_dir), where a preview's core says what it did.
+# The bridge's per-run core logs (nst_logs.log_dir), where a preview's core says what it did.
 LOGS = os.path.join(tempfile.gettempdir(), f"neural-style-gimp-{os.getuid()}")
 
 

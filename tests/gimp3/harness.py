@@ -102,7 +102,7 @@ def install_plugin(s: Session, plugin_dir=None):
     """Install with the project's installer (plug-ins only, pointing at this virtual
     environment), or - for plugin_dir (another copy of gimp_plugin/), or before there was an
     installer - by copying the contract's layout: <plug-ins>/neural-style/{neural-style.py (0755),
-    nst_bridge.py, nst_options.py, nst-core.json}."""
+    nst_*.py (the bridge, the options), nst-core.json}."""
     plugins = s.profile / "plug-ins"
     target = plugins / "neural-style"
     installer = REPO / "installer" / "install.py"
@@ -116,9 +116,10 @@ def install_plugin(s: Session, plugin_dir=None):
     else:
         source = Path(plugin_dir or REPO / "gimp_plugin")
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / "neural-style" / "neural-style.py", target / "neural-style.py")
-        for name in ("nst_bridge.py", "nst_options.py"):
-            shutil.copy2(source / name, target / name)
+        for path in sorted((source / "neural-style").glob("*.py")):  # the plug-in, its modules
+            shutil.copy2(path, target / path.name)
+        for path in sorted(source.glob("nst_*.py")):  # the bridge's modules, the options
+            shutil.copy2(path, target / path.name)
         (target / "nst-core.json").write_text(
             json.dumps({"version": 1, "command": [s.python, "-m", "nst_core.worker"]}))
     os.chmod(target / "neural-style.py", 0o755)

@@ -47,7 +47,7 @@ STATS_PIXELS = 1 << 20
 EPS = 1e-4
 
 
-def colour_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def color_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mean (3) and covariance (3x3) of an HxWx3 image's colours, in float64."""
     pixels = rgb.reshape(-1, 3)
     sample = pixels[::max(1, len(pixels) // STATS_PIXELS)].astype(np.float64)
@@ -56,11 +56,11 @@ def colour_stats(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, centred.T @ centred / len(sample)
 
 
-def colour_transform(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def color_transform(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A, b) such that A x + b has the target's colour mean and covariance where x has the
     source's: A = Sigma_t^1/2 Sigma_s^-1/2 (symmetric roots), b = mu_t - A mu_s."""
-    mean_s, cov_s = colour_stats(source)
-    mean_t, cov_t = colour_stats(target)
+    mean_s, cov_s = color_stats(source)
+    mean_t, cov_t = color_stats(target)
     vals, vecs = np.linalg.eigh(cov_s)
     inv_root_s = (vecs / np.sqrt(np.maximum(vals, EPS))) @ vecs.T
     vals, vecs = np.linalg.eigh(cov_t)
@@ -69,8 +69,8 @@ def colour_transform(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray
     return a, mean_t - a @ mean_s
 
 
-def match_colours(style: np.ndarray, content: np.ndarray) -> np.ndarray:
+def match_colors(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     """The style image (HxWx3, 0..1) recoloured to the content's colour mean and covariance."""
-    a, b = colour_transform(style, content)
+    a, b = color_transform(style, content)
     out = style.reshape(-1, 3) @ a.T.astype(np.float32) + b.astype(np.float32)
     return np.clip(out, 0, 1, out=out).reshape(style.shape).astype(np.float32, copy=False)
