@@ -166,13 +166,14 @@ def test_vermin_says_python_27_and_38():
 
 def test_stdlib_only_and_no_nst_core():
     modules = set()
-    for path in (BRIDGE, OPTIONS_TABLE):
+    for path in BRIDGE.parent.glob("nst_*.py"):  # the bridge's modules and the options table
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
                 modules.add(node.module.split(".")[0])
-    modules -= {"__future__", "Queue", "nst_options"}  # Python 2's name of queue; the table
+    modules = {m for m in modules if not m.startswith("nst_")}  # each other
+    modules -= {"__future__", "Queue"}  # Python 2's name of queue
     assert modules <= sys.stdlib_module_names, modules - sys.stdlib_module_names
     done = subprocess.run(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import nst_bridge;"
@@ -285,7 +286,7 @@ def test_python27_non_ascii_paths_and_messages(tmp_path):
 PY27_HARDENING_SCRIPT = r"""
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
-import nst_bridge
+import nst_bridge, nst_logs
 folder, style, fifo = sys.argv[2:5]
 content = dict(width=2, height=1, channels=3, format="u8", data=b"abcdef")
 RESULT = '{"type":"result","width":2,"height":1,"channels":3,"format":"u8","payload":6}\n'
@@ -795,7 +796,7 @@ def test_an_oversized_style_is_refused_without_being_read(tmp_path):
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="no /proc")
 def test_the_limit_holds_while_reading(tmp_path, monkeypatch):
     """/proc files say they are empty and are not: the limit is enforced on what is read."""
-    monkeypatch.setattr(nst_bridge, "MAX_STYLE_BYTES", 100)
+    monkeypatch.setattr(nst_protocol, "MAX_STYLE_BYTES", 100)
     assert "grew past the limit" in refused_style(tmp_path, "/proc/self/maps").message
 
 

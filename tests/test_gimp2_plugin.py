@@ -688,7 +688,9 @@ def test_core_missing(fu, style_png, tmp_path, monkeypatch):
 
 def test_core_not_configured(fu, plugin, style_png, tmp_path, monkeypatch):
     """No NST_CORE_COMMAND and no nst-core.json beside nst_bridge.py."""
-    monkeypatch.setattr(plugin.nst_bridge, "config_path",
+    import nst_process
+
+    monkeypatch.setattr(nst_process, "config_path",
                         lambda config_dir=None: str(tmp_path / "nst-core.json"))
     image = fu.new_image(8, 8)
     layer = fu.add_layer(image, "L", gradient(8, 8, 3))

@@ -19,8 +19,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 INSTALLER = REPO / "installer" / "install.py"
 SHARED = tuple(sorted(p.name for p in (REPO / "gimp_plugin").glob("nst_*.py")))  # the bridge's
-PLUGIN_FILES = SHARED + ("neural_style_gimp2.py", "neural-style/neural-style.py")
-GIMP3 = {"neural-style.py": 0o755, "nst-core.json": 0o644, **dict.fromkeys(SHARED, 0o644)}
+GIMP3_OWN = tuple(sorted(p.name for p in (REPO / "gimp_plugin" / "neural-style").glob("nst_*.py")))
+PLUGIN_FILES = SHARED + ("neural_style_gimp2.py", "neural-style/neural-style.py") + tuple(
+    f"neural-style/{n}" for n in GIMP3_OWN)
+GIMP3 = {"neural-style.py": 0o755, "nst-core.json": 0o644,
+         **dict.fromkeys(SHARED + GIMP3_OWN, 0o644)}
 GIMP2 = {"neural_style_gimp2.py": 0o755, "nst-core.json": 0o644, **dict.fromkeys(SHARED, 0o644)}
 DATA = Path(".local/share/neural-style-gimp")
 

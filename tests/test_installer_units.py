@@ -442,7 +442,8 @@ def test_uninstall_removes_exactly_the_manifest_and_keeps_the_users(tmp_path, ho
     config.write_text('{"version": 1, "command": ["ssh", "gpu-box", "nst", "worker"]}\n')
     manifest = home / ".local/share/neural-style-gimp/install-manifest.json"
     listed = set(json.loads(manifest.read_text())["files"])
-    shared = [p.name for p in (REPO / "gimp_plugin").glob("nst_*.py")]
+    shared = [p.name for p in [*(REPO / "gimp_plugin").glob("nst_*.py"),
+                               *(REPO / "gimp_plugin" / "neural-style").glob("nst_*.py")]]
     assert listed == {str(folder / n) for n in ["neural-style.py", "nst-core.json", *shared]}
     capsys.readouterr()
 
