@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from . import losses, networks
+from .device import release_memory
 from .networks import layer_stride, margin_for
 from .vgg import channels_last
 
@@ -122,9 +123,11 @@ class Objective:
 
     def __call__(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
         """(loss, gradient) at x, a (1, 3, H, W) image in 0..255."""
-        if self.core is None:
-            return self._whole(x)
-        return self._blocks(x)
+        try:
+            return self._whole(x) if self.core is None else self._blocks(x)
+        finally:
+            if x.device.type == "cpu":
+                release_memory()  # each evaluation's temporaries, back to the system
 
     # -- the whole image at once ----------------------------------------------------------------
 

@@ -3,6 +3,7 @@ check_present() answers without it, in a fraction of the seconds torch takes to 
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import platform
 import sys
@@ -85,6 +86,36 @@ def cpu_has_fast_bf16() -> bool:
 
 def cpu_name() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim), where there is
+    one. Without it, a long CPU run's resident memory creeps up with every evaluation as the
+    heap fragments: measured, 1024x683 in blocks in a 1.2 GB budget, 1.20 -> 1.30 GB over 6
+    iterations, flat at 1.25 with it, at the same speed."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def hold_to_budget() -> None:
+    """For a run held to a --max-memory it does not fit whole: large tensors (4 MB and more)
+    get their own pages from the system and give them back when freed, instead of glibc
+    raising that threshold as it goes and keeping them in a heap that fragments. Measured
+    (1024x683 in blocks of 224, 1.2 GB, with release_memory): peak 1.25 -> 1.08 GB, 15 %
+    slower; so only where the user capped the memory. For the rest of the process."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; setting it also stops its adjustment
+
+
+def _libc():
+    if not hasattr(_libc, "lib"):
+        try:
+            _libc.lib = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+        except OSError:  # musl or another libc: nothing to tune
+            _libc.lib = None
+    return _libc.lib
 
 
 def select_dtype(precision: str, device: torch.device) -> torch.dtype:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import blockwise, budget, estimate, images, losses, speed, weights
 from .colors import luminance, match_colors, preserve_colors
-from .device import describe, select_device, select_dtype
+from .device import describe, hold_to_budget, select_device, select_dtype
 from .errors import NSTError, OptionError, TooLargeError
 from .options import Options
 from .vgg import VGG
@@ -144,6 +144,9 @@ class _Run:
             scales = scales[-1:]
         self.scales = [(s.size, s.iterations) for s in scales]
         self.plans = [s.plan for s in scales]
+        if device.type == "cpu" and options.max_memory is not None and any(
+                p.core is not None for p in self.plans):
+            hold_to_budget()  # the user's cap over speed: every large tensor back at once
         self.work = [s.work for s in scales]
         # Each scale's measured speed goes to the record the estimate learns from; the run's
         # own estimate is logged beside its time (none without a record: no probe in a run).
