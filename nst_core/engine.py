@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import blockwise, budget, estimate, images, losses, speed, weights
 from .colors import luminance, match_colors, preserve_colors
-from .device import describe, hold_to_budget, select_device, select_dtype
+from .device import describe, hold_to_budget, release_memory, select_device, select_dtype
 from .errors import NSTError, OptionError, TooLargeError
 from .options import Options
 from .vgg import VGG
@@ -80,7 +80,12 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
         # The run paints in luminance: a start picture joins it there, and every picture it
         # hands out (step images, live previews) gets the content's colours back, as the result.
         start = None if start is None else luminance(start)
-        on_image = None if on_image is None else _in_colour(on_image, content_rgb)
+        in_colour = _ContentColours(content_rgb)
+        if on_image is not None:
+            hand_out = on_image
+
+            def on_image(rgb, step):
+                hand_out(in_colour(rgb), step)
     elif options.colors == "histogram":  # Gatys et al. 2016: the styles in the content's colours
         run_styles = [match_colors(s, content_rgb) for s in style_rgbs]
 
@@ -104,25 +109,22 @@ def stylize(content, styles, options: Options | None = None, *, progress=None, s
         log.warning("out of GPU memory on %s; running on the CPU instead", device)
         result = run_on(torch.device("cpu"))
     if options.colors == "luminance":
-        result = _in_colour(None, content_rgb).colour(result)
+        result = in_colour(result)
     return images.to_pil(result) if as_pil else result
 
 
-class _in_colour:  # noqa: N801 - used like a function: on_image wrapped
-    """on_image(picture, step) given the picture in the content's colours (colors=luminance);
-    the content is resized once per picture size."""
+class _ContentColours:
+    """A picture's luminance in the content's colours (colors=luminance), for the result and
+    every picture handed out; the content is resized once per picture size."""
 
-    def __init__(self, on_image, content_rgb: np.ndarray):
-        self.on_image, self.content, self.sized = on_image, content_rgb, None
+    def __init__(self, content_rgb: np.ndarray):
+        self.content, self.sized = content_rgb, None
 
-    def colour(self, rgb: np.ndarray) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         if self.sized is None or self.sized.shape[:2] != (h, w):
             self.sized = images.resize_array(self.content, (w, h))
         return preserve_colors(rgb, self.sized)
-
-    def __call__(self, rgb: np.ndarray, step: int) -> None:
-        self.on_image(self.colour(rgb), step)
 
 
 class _Run:
@@ -205,6 +207,8 @@ class _Run:
             del content
             x, stopped = self.optimise(x, objective, index, iterations, plan)
             del objective
+            if self.device.type == "cpu":
+                release_memory()  # the scale's buffers, before the next, larger one
             if stopped:
                 break
         else:

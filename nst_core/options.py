@@ -314,9 +314,9 @@ class Options:
         return list(zip(sizes, iterations))
 
 
-def not_affecting_result() -> set[str]:
-    """The options whose value does not change the picture (device, memory budget)."""
-    return {f.name for f in fields(Options) if f.metadata.get("affects_result") is False}
+# The options whose value does not change the picture (device, memory budget).
+NOT_AFFECTING_RESULT = frozenset(f.name for f in fields(Options)
+                                 if f.metadata.get("affects_result") is False)
 
 
 def option_fields():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import ImageError
 from ..images import write_atomic
-from ..options import Options, not_affecting_result
+from ..options import NOT_AFFECTING_RESULT, Options
 from ..weights import file_stamp
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def fingerprint(options: Options, content: Path, style: Path, fmt: str, before: 
     of big photos is not re-read to be checked. `before`: --sequence's previous frame's."""
     made_of = {
         "version": VERSION,
-        "options": {k: v for k, v in asdict(options).items() if k not in not_affecting_result()},
+        "options": {k: v for k, v in asdict(options).items() if k not in NOT_AFFECTING_RESULT},
         "content": _stamp(content), "style": _stamp(style), "format": fmt, "before": before,
     }
     text = json.dumps(made_of, sort_keys=True, default=list)
